@@ -1,0 +1,65 @@
+public import EventLog
+public import Logging
+import Synchronization
+
+/// The open event log of each project, opened on first use and closed at shutdown.
+///
+/// Each project's data lives under `<data-dir>/projects/<id>/`, so nothing one project's key
+/// can reach touches another's files.
+public final class ProjectLogs: Sendable {
+    public let dataDirectory: String
+    let configuration: EventLog.Configuration
+    let logger: Logger
+    let metrics: ServerMetrics
+    private let logs = Mutex<[String: EventLog]>([:])
+    private let opening = Mutex<Void>(())
+
+    public init(dataDirectory: String, configuration: EventLog.Configuration, logger: Logger, metrics: ServerMetrics) {
+        self.dataDirectory = dataDirectory
+        self.configuration = configuration
+        self.logger = logger
+        self.metrics = metrics
+    }
+
+    public static func logDirectory(dataDirectory: String, project: String) -> String {
+        dataDirectory + "/projects/" + project + "/log"
+    }
+
+    /// The project's log, opening (and recovering) it if this is its first use.
+    public func log(for project: String) throws -> EventLog {
+        if let log = logs.withLock({ $0[project] }) { return log }
+        return try opening.withLock { _ in
+            if let log = logs.withLock({ $0[project] }) { return log }
+            var logger = self.logger
+            logger[metadataKey: "project"] = "\(project)"
+            let metrics = self.metrics
+            let log = try EventLog.open(
+                directory: Self.logDirectory(dataDirectory: dataDirectory, project: project), configuration: configuration,
+                logger: logger, onCommit: { metrics.recordCommit($0) })
+            logs.withLock { $0[project] = log }
+            return log
+        }
+    }
+
+    public var openLogs: [EventLog] { logs.withLock { Array($0.values) } }
+
+    /// Writes idempotency snapshots of every open log.
+    public func persistIdempotency() {
+        for log in openLogs {
+            do {
+                try log.persistIdempotency()
+            } catch {
+                logger.warning("could not persist the idempotency index", metadata: ["error": "\(error)", "log": "\(log.directory)"])
+            }
+        }
+    }
+
+    /// Drains and closes every log.
+    public func closeAll() {
+        let all = logs.withLock { l in
+            defer { l = [:] }
+            return Array(l.values)
+        }
+        for log in all { log.close() }
+    }
+}

@@ -1,0 +1,18 @@
+public import EventLog
+
+/// Everything `tally serve` can be told, from flags or `TALLY_*` environment variables.
+public struct ServerConfiguration: Sendable {
+    public var host = "0.0.0.0"
+    public var port = 8080
+    /// One directory holds everything: `meta.sqlite` and `projects/<id>/log/`.
+    public var dataDirectory = "./tally-data"
+    public var log = EventLog.Configuration()
+    public var ingest = IngestLimits()
+    /// Codec of batches written by the HTTP ingest path.
+    public var codec: Codec = .lz4
+    public var rateLimits = RateLimitConfiguration()
+    /// How often idempotency snapshots are written and API keys re-read, in seconds.
+    public var maintenanceIntervalSeconds = 5
+
+    public init() {}
+}

@@ -1,0 +1,303 @@
+public import EventLog
+public import Hummingbird
+public import Logging
+import NIOCore
+import ServiceLifecycle
+import Prometheus
+import HTTPTypes
+
+/// The analytics server: metadata, project logs, ingest, limits and metrics, and the
+/// Hummingbird application that serves them.
+public final class TallyServer: Sendable {
+    public let configuration: ServerConfiguration
+    public let metadata: MetadataStore
+    public let logs: ProjectLogs
+    public let metrics: ServerMetrics
+    public let rateLimiter: RateLimiter
+    public let ingestor: Ingestor
+    public let logger: Logger
+
+    public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "tally")) throws {
+        self.configuration = configuration
+        self.logger = logger
+        try FileIO.makeDirectories(configuration.dataDirectory)
+        metadata = try MetadataStore(path: configuration.dataDirectory + "/meta.sqlite")
+        metrics = ServerMetrics()
+        logs = ProjectLogs(dataDirectory: configuration.dataDirectory, configuration: configuration.log, logger: logger, metrics: metrics)
+        rateLimiter = RateLimiter(configuration: configuration.rateLimits)
+        ingestor = Ingestor(limits: configuration.ingest, codec: configuration.codec)
+    }
+
+    /// The router with every route and middleware; also what HummingbirdTesting drives.
+    public func makeRouter() -> Router<BasicRequestContext> {
+        let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: ErrorAndMetricsMiddleware(metrics: metrics, logger: logger))
+        router.get("/healthz") { _, _ -> Response in
+            Self.json(#"{"status":"ok"}"#)
+        }
+        router.get("/metrics") { _, _ -> Response in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4; charset=utf-8"],
+                body: .init(byteBuffer: ByteBuffer(bytes: self.metrics.exposition())))
+        }
+        let api = router.group("api/v1/analytics")
+        api.post("events") { request, context in try await self.ingest(request, context: context, batch: false) }
+        api.post("events/batch") { request, context in try await self.ingest(request, context: context, batch: true) }
+        return router
+    }
+
+    /// The application, with the maintenance service that closes the logs after the HTTP
+    /// server has drained its in-flight requests.
+    public func makeApplication() -> some ApplicationProtocol {
+        Application(
+            router: makeRouter(),
+            configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tally"),
+            services: [MaintenanceService(server: self)],
+            logger: logger)
+    }
+
+    /// Serves until SIGTERM or SIGINT, then drains requests and closes the logs.
+    public func run() async throws {
+        try await makeApplication().runService()
+    }
+
+    // MARK: - Authentication and limits
+
+    /// The key behind the request's bearer token, if it may do what `scope` covers.
+    func authorize(_ request: Request, scope required: Scope) throws -> APIKey {
+        guard let header = request.headers[.authorization] else {
+            throw APIError.unauthorized("missing Authorization header; send \"Authorization: Bearer <token>\"")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw APIError.unauthorized("Authorization header must be \"Bearer <token>\"")
+        }
+        let token = String(parts[1].drop(while: { $0 == " " }))
+        guard let key = metadata.authenticate(token: token) else {
+            throw APIError.unauthorized("unknown or revoked token")
+        }
+        guard key.scope.allows(required) else {
+            throw APIError(.forbidden, "insufficient_scope", "a \(key.scope.rawValue) token cannot use this endpoint; it needs \(required.rawValue) scope")
+        }
+        return key
+    }
+
+    /// Counts the request against its limits; throws 429 when over, else returns the headers.
+    func rateLimit(_ operation: RateLimitedOperation, key: APIKey) throws -> HTTPFields {
+        guard let decision = rateLimiter.check(operation, token: key.id, project: key.projectId) else { return [:] }
+        var headers: HTTPFields = [:]
+        headers[HTTPField.Name("X-RateLimit-Limit")!] = String(decision.limit)
+        headers[HTTPField.Name("X-RateLimit-Remaining")!] = String(decision.remaining)
+        headers[HTTPField.Name("X-RateLimit-Reset")!] = String(decision.resetAt)
+        if !decision.allowed {
+            headers[.retryAfter] = String(decision.retryAfter)
+            throw APIError(
+                .tooManyRequests, "rate_limited",
+                "rate limit of \(decision.limit) \(operation.rawValue) requests exceeded; retry in \(decision.retryAfter) s",
+                headers: headers)
+        }
+        return headers
+    }
+
+    // MARK: - Ingest
+
+    func ingest(_ request: Request, context: BasicRequestContext, batch: Bool) async throws -> Response {
+        let key = try authorize(request, scope: .write)
+        let headers = try rateLimit(batch ? .batch : .track, key: key)
+        let limit = batch ? configuration.ingest.maxBatchBytes : configuration.ingest.maxEventBytes
+        var request = request
+        let body: ByteBuffer
+        do {
+            body = try await request.collectBody(upTo: limit)
+        } catch let error as HTTPError where error.status == .contentTooLarge {
+            throw APIError(
+                .contentTooLarge, batch ? "payload_too_large" : "event_too_large",
+                "request body is larger than \(limit) bytes", headers: headers)
+        }
+        let log: EventLog
+        do {
+            log = try logs.log(for: key.projectId)
+        } catch {
+            logger.error("cannot open project log", metadata: ["project": "\(key.projectId)", "error": "\(error)"])
+            throw APIError(.serviceUnavailable, "storage_unavailable", "the project's event log cannot be opened", headers: headers)
+        }
+        let prepared: Ingestor.PreparedRequest
+        do {
+            prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
+        } catch let error as IngestRequestError {
+            throw APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)
+        }
+        let results: [IngestedEventResult]
+        do {
+            results = try await ingestor.complete(prepared, into: log)
+        } catch EventLogError.closed {
+            throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down; retry shortly", headers: headers)
+        } catch {
+            logger.error("event log append failed", metadata: ["project": "\(key.projectId)", "error": "\(error)"])
+            var h = headers
+            h[.retryAfter] = "1"
+            throw APIError(.serviceUnavailable, "storage_unavailable", "events could not be made durable; none were stored", headers: h)
+        }
+        return batch ? batchResponse(results, headers: headers) : try singleResponse(results[0], headers: headers)
+    }
+
+    func singleResponse(_ result: IngestedEventResult, headers: HTTPFields) throws -> Response {
+        let out = OutputBuffer(capacity: 256)
+        let w = JSONWriter(out)
+        switch result {
+        case .rejected(let error):
+            metrics.eventsRejected.increment()
+            throw APIError(.badRequest, error.code, error.message, headers: headers)
+        case .stored(let id, let timestamp, let clamped):
+            w.raw(#"{"event_id":"#)
+            w.string(id)
+            w.raw(#","tracked":true,"timestamp":"#)
+            w.string(Timestamp.format(timestamp))
+            if clamped {
+                w.raw(#","warnings":[{"code":"timestamp_clamped","message":"timestamp was more than 24 h in the future; stored with the receive time"}]"#)
+            }
+            w.raw("}")
+        case .duplicate(let id, let timestamp):
+            metrics.duplicateEvents.increment()
+            w.raw(#"{"event_id":"#)
+            w.string(id)
+            w.raw(#","tracked":true,"duplicate":true,"timestamp":"#)
+            w.string(Timestamp.format(timestamp))
+            w.raw("}")
+        }
+        return Self.json(out, headers: headers)
+    }
+
+    func batchResponse(_ results: [IngestedEventResult], headers: HTTPFields) -> Response {
+        var tracked = 0
+        var failed = 0
+        var duplicates = 0
+        for r in results {
+            switch r {
+            case .stored: tracked += 1
+            case .duplicate: tracked += 1; duplicates += 1
+            case .rejected: failed += 1
+            }
+        }
+        if failed > 0 { metrics.eventsRejected.increment(by: Int64(failed)) }
+        if duplicates > 0 { metrics.duplicateEvents.increment(by: Int64(duplicates)) }
+        let out = OutputBuffer(capacity: 64 + results.count * 28)
+        let w = JSONWriter(out)
+        w.raw(#"{"tracked":"#)
+        w.int(Int64(tracked))
+        w.raw(#","failed":"#)
+        w.int(Int64(failed))
+        w.raw(#","event_ids":["#)
+        for (i, r) in results.enumerated() {
+            if i > 0 { w.raw(",") }
+            switch r {
+            case .stored(let id, _, _), .duplicate(let id, _): w.string(id)
+            case .rejected: w.null()
+            }
+        }
+        w.raw(#"],"errors":["#)
+        var first = true
+        for (i, r) in results.enumerated() {
+            guard case .rejected(let e) = r else { continue }
+            if !first { w.raw(",") }
+            first = false
+            w.raw(#"{"index":"#)
+            w.int(Int64(i))
+            w.raw(#","code":"#)
+            w.string(e.code)
+            w.raw(#","message":"#)
+            w.string(e.message)
+            w.raw("}")
+        }
+        w.raw("]")
+        if duplicates > 0 {
+            w.raw(#","duplicates":"#)
+            w.int(Int64(duplicates))
+        }
+        var warnedFirst = true
+        for (i, r) in results.enumerated() {
+            guard case .stored(_, _, true) = r else { continue }
+            w.raw(warnedFirst ? #","warnings":["# : ",")
+            warnedFirst = false
+            w.raw(#"{"index":"#)
+            w.int(Int64(i))
+            w.raw(#","code":"timestamp_clamped","message":"timestamp was more than 24 h in the future; stored with the receive time"}"#)
+        }
+        if !warnedFirst { w.raw("]") }
+        w.raw("}")
+        return Self.json(out, headers: headers)
+    }
+
+    static func json(_ text: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+    }
+
+    static func json(_ out: OutputBuffer, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        var headers = headers
+        headers[.contentType] = "application/json; charset=utf-8"
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.bytes)))
+    }
+}
+
+/// Turns every error into the JSON error shape and counts requests by route and status.
+struct ErrorAndMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+    let metrics: ServerMetrics
+    let logger: Logger
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            let response = try await next(request, context)
+            metrics.recordRequest(route: context.endpointPath ?? request.uri.path, method: request.method.rawValue, status: response.status.code)
+            return response
+        } catch {
+            let apiError: APIError
+            switch error {
+            case let e as APIError:
+                apiError = e
+            case let e as HTTPError:
+                let code =
+                    switch e.status {
+                    case .notFound: "not_found"
+                    case .methodNotAllowed: "method_not_allowed"
+                    case .contentTooLarge: "payload_too_large"
+                    case .unsupportedMediaType: "unsupported_media_type"
+                    default: e.status.code < 500 ? "bad_request" : "internal_error"
+                    }
+                let message = e.status == .notFound ? "no route for \(request.method.rawValue) \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
+                apiError = APIError(e.status, code, message, headers: e.headers)
+            default:
+                logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
+                apiError = APIError(.internalServerError, "internal_error", "internal error")
+            }
+            metrics.recordRequest(route: context.endpointPath ?? "unmatched", method: request.method.rawValue, status: apiError.status.code)
+            throw apiError
+        }
+    }
+}
+
+/// Background upkeep: idempotency snapshots and key reloads every few seconds. At shutdown,
+/// after the HTTP server has drained, it closes every project log (final fsync, checkpoint,
+/// snapshot).
+struct MaintenanceService: Service {
+    let server: TallyServer
+
+    func run() async throws {
+        let interval = server.configuration.maintenanceIntervalSeconds
+        await cancelWhenGracefulShutdown {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(interval))
+                if Task.isCancelled { break }
+                server.logs.persistIdempotency()
+                do {
+                    try server.metadata.reload()
+                } catch {
+                    server.logger.warning("could not reload API keys", metadata: ["error": "\(error)"])
+                }
+            }
+        }
+        server.logs.closeAll()
+        server.logger.info("event logs closed")
+    }
+}

@@ -1,0 +1,217 @@
+/// The fixed header in front of every batch in a segment file. All integers little-endian.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | magic `TBAT` |
+/// | 4 | 1 | format version (1) |
+/// | 5 | 1 | codec (0 none, 1 LZ4, 2 Zstd) |
+/// | 6 | 2 | flags (0) |
+/// | 8 | 4 | payload length on disk |
+/// | 12 | 4 | payload length uncompressed |
+/// | 16 | 4 | event count |
+/// | 20 | 4 | CRC32C of the payload bytes on disk |
+/// | 24 | 8 | sequence number of the first event |
+/// | 32 | 8 | minimum event timestamp, µs |
+/// | 40 | 8 | maximum event timestamp, µs |
+/// | 48 | 4 | CRC32C of bytes 0..<48 |
+/// | 52 | 4 | reserved (0) |
+public struct BatchHeader: Equatable, Sendable {
+    public static let size = 56
+    public static let magic: UInt32 = 0x5441_4254  // "TBAT" read little-endian
+    public static let version: UInt8 = 1
+    /// A batch can never be larger than this; anything claiming more is corrupt.
+    public static let maxPayloadBytes = 256 << 20
+
+    public var codec: Codec
+    public var payloadLength: UInt32
+    public var uncompressedLength: UInt32
+    public var eventCount: UInt32
+    public var payloadChecksum: UInt32
+    public var firstSequence: UInt64
+    public var minTimestamp: Int64
+    public var maxTimestamp: Int64
+
+    public var frameLength: Int { BatchHeader.size + Int(payloadLength) }
+    /// The sequence number after this batch's last event.
+    public var endSequence: UInt64 { firstSequence + UInt64(eventCount) }
+
+    public init(
+        codec: Codec, payloadLength: UInt32, uncompressedLength: UInt32, eventCount: UInt32,
+        payloadChecksum: UInt32, firstSequence: UInt64, minTimestamp: Int64, maxTimestamp: Int64
+    ) {
+        self.codec = codec
+        self.payloadLength = payloadLength
+        self.uncompressedLength = uncompressedLength
+        self.eventCount = eventCount
+        self.payloadChecksum = payloadChecksum
+        self.firstSequence = firstSequence
+        self.minTimestamp = minTimestamp
+        self.maxTimestamp = maxTimestamp
+    }
+
+    /// Writes the 56 header bytes at `pointer`, including the header checksum.
+    public func write(to pointer: UnsafeMutableRawPointer) {
+        pointer.storeBytes(of: BatchHeader.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
+        pointer.storeBytes(of: BatchHeader.version, toByteOffset: 4, as: UInt8.self)
+        pointer.storeBytes(of: codec.rawValue, toByteOffset: 5, as: UInt8.self)
+        pointer.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        pointer.storeBytes(of: payloadLength.littleEndian, toByteOffset: 8, as: UInt32.self)
+        pointer.storeBytes(of: uncompressedLength.littleEndian, toByteOffset: 12, as: UInt32.self)
+        pointer.storeBytes(of: eventCount.littleEndian, toByteOffset: 16, as: UInt32.self)
+        pointer.storeBytes(of: payloadChecksum.littleEndian, toByteOffset: 20, as: UInt32.self)
+        pointer.storeBytes(of: firstSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
+        pointer.storeBytes(of: minTimestamp.littleEndian, toByteOffset: 32, as: Int64.self)
+        pointer.storeBytes(of: maxTimestamp.littleEndian, toByteOffset: 40, as: Int64.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: pointer, count: 48))
+        pointer.storeBytes(of: crc.littleEndian, toByteOffset: 48, as: UInt32.self)
+        pointer.storeBytes(of: UInt32(0), toByteOffset: 52, as: UInt32.self)
+    }
+
+    /// Why bytes at some offset are not a valid batch.
+    public enum Problem: Error, Equatable, CustomStringConvertible {
+        case truncatedHeader(available: Int)
+        case badMagic(UInt32)
+        case unsupportedVersion(UInt8)
+        case headerChecksumMismatch(stored: UInt32, computed: UInt32)
+        case unknownCodec(UInt8)
+        case implausibleLength(UInt32)
+        case truncatedPayload(expected: Int, available: Int)
+        case payloadChecksumMismatch(stored: UInt32, computed: UInt32)
+        case sequenceGap(expected: UInt64, found: UInt64)
+
+        public var description: String {
+            switch self {
+            case .truncatedHeader(let n): "torn batch header: \(n) of \(BatchHeader.size) bytes present"
+            case .badMagic(let m): "bad batch magic 0x\(String(m, radix: 16))"
+            case .unsupportedVersion(let v): "unsupported batch format version \(v)"
+            case .headerChecksumMismatch(let s, let c): "header CRC32C mismatch (stored \(hex(s)), computed \(hex(c)))"
+            case .unknownCodec(let c): "unknown codec id \(c)"
+            case .implausibleLength(let n): "implausible payload length \(n)"
+            case .truncatedPayload(let e, let a): "torn batch payload: \(a) of \(e) bytes present"
+            case .payloadChecksumMismatch(let s, let c): "payload CRC32C mismatch (stored \(hex(s)), computed \(hex(c)))"
+            case .sequenceGap(let e, let f): "sequence gap: expected first sequence \(e), found \(f)"
+            }
+        }
+    }
+
+    /// Parses and checks the header at the start of `bytes`. The payload is not touched.
+    public static func parse(_ bytes: UnsafeRawBufferPointer) -> Result<BatchHeader, Problem> {
+        guard bytes.count >= size else { return .failure(.truncatedHeader(available: bytes.count)) }
+        let magic = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 0, as: UInt32.self))
+        guard magic == BatchHeader.magic else { return .failure(.badMagic(magic)) }
+        let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 48, as: UInt32.self))
+        let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<48]))
+        guard stored == computed else { return .failure(.headerChecksumMismatch(stored: stored, computed: computed)) }
+        let version = bytes[4]
+        guard version == BatchHeader.version else { return .failure(.unsupportedVersion(version)) }
+        guard let codec = Codec(rawValue: bytes[5]) else { return .failure(.unknownCodec(bytes[5])) }
+        func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
+        let header = BatchHeader(
+            codec: codec, payloadLength: u32(8), uncompressedLength: u32(12), eventCount: u32(16),
+            payloadChecksum: u32(20),
+            firstSequence: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
+            minTimestamp: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 32, as: Int64.self)),
+            maxTimestamp: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 40, as: Int64.self)))
+        guard Int(header.payloadLength) <= maxPayloadBytes, Int(header.uncompressedLength) <= maxPayloadBytes else {
+            return .failure(.implausibleLength(max(header.payloadLength, header.uncompressedLength)))
+        }
+        return .success(header)
+    }
+
+    /// Parses the header at the start of `bytes` and checks the payload that follows.
+    public static func parseFrame(_ bytes: UnsafeRawBufferPointer) -> Result<(BatchHeader, UnsafeRawBufferPointer), Problem> {
+        switch parse(bytes) {
+        case .failure(let p): return .failure(p)
+        case .success(let header):
+            let available = bytes.count - size
+            guard available >= Int(header.payloadLength) else {
+                return .failure(.truncatedPayload(expected: Int(header.payloadLength), available: available))
+            }
+            let payload = UnsafeRawBufferPointer(rebasing: bytes[size..<size + Int(header.payloadLength)])
+            let crc = CRC32C.checksum(payload)
+            guard crc == header.payloadChecksum else {
+                return .failure(.payloadChecksumMismatch(stored: header.payloadChecksum, computed: crc))
+            }
+            return .success((header, payload))
+        }
+    }
+
+    /// Decompresses a checked payload into a fresh buffer of `uncompressedLength` bytes.
+    public func decompress(_ payload: UnsafeRawBufferPointer) throws -> [UInt8] {
+        var out = [UInt8](repeating: 0, count: Int(uncompressedLength))
+        try out.withUnsafeMutableBytes { try codec.decompress(payload, into: $0) }
+        return out
+    }
+}
+
+func hex(_ v: UInt32) -> String { "0x" + String(v, radix: 16) }
+
+/// A batch ready for the log: header (without its sequence number) and compressed payload,
+/// built by the request that owns the events, so compression runs in parallel on request
+/// threads and the writer thread only stamps sequence numbers and writes.
+public struct PreparedBatch: Sendable {
+    /// Header bytes (sequence and header CRC still unset) followed by the payload.
+    public var frame: [UInt8]
+    public var header: BatchHeader
+    /// Client ids reserved in the idempotency index, committed when the batch is durable.
+    public var clientKeys: [BatchClientKey] = []
+
+    public var eventCount: Int { Int(header.eventCount) }
+}
+
+/// Accumulates encoded event records and seals them into a `PreparedBatch`.
+public final class BatchBuilder {
+    public let records = OutputBuffer(capacity: 256 * 1024)
+    public private(set) var eventCount = 0
+    public private(set) var minTimestamp = Int64.max
+    public private(set) var maxTimestamp = Int64.min
+    let compressed = OutputBuffer(capacity: 64 * 1024)
+
+    public init() {}
+
+    public var isEmpty: Bool { eventCount == 0 }
+    public var uncompressedBytes: Int { records.count }
+
+    /// Records that the event just appended to `records` is complete.
+    @inline(__always)
+    public func commitEvent(timestamp: Int64) {
+        eventCount += 1
+        if timestamp < minTimestamp { minTimestamp = timestamp }
+        if timestamp > maxTimestamp { maxTimestamp = timestamp }
+    }
+
+    /// Takes back the last record, which started at `recordStart`. The time bounds stay as
+    /// they were: they only need to contain every event.
+    public func removeLast(recordStart: Int) {
+        records.count = recordStart
+        eventCount -= 1
+    }
+
+    public func append(_ event: Event) {
+        EventRecord.encode(event, into: records)
+        commitEvent(timestamp: event.timestamp)
+    }
+
+    /// Compresses the records and returns the batch; the builder is reset for reuse.
+    public func seal(codec: Codec, level: Int32 = 1) throws -> PreparedBatch {
+        compressed.removeAll()
+        compressed.reserve(BatchHeader.size)
+        compressed.count = BatchHeader.size
+        let payloadLength = try codec.compress(records.bytes, into: compressed, level: level)
+        let payload = UnsafeRawBufferPointer(start: compressed.base + BatchHeader.size, count: payloadLength)
+        let header = BatchHeader(
+            codec: codec, payloadLength: UInt32(payloadLength), uncompressedLength: UInt32(records.count),
+            eventCount: UInt32(eventCount), payloadChecksum: CRC32C.checksum(payload), firstSequence: 0,
+            minTimestamp: eventCount == 0 ? 0 : minTimestamp, maxTimestamp: eventCount == 0 ? 0 : maxTimestamp)
+        let batch = PreparedBatch(frame: compressed.toArray(), header: header)
+        reset()
+        return batch
+    }
+
+    public func reset() {
+        records.removeAll()
+        eventCount = 0
+        minTimestamp = .max
+        maxTimestamp = .min
+    }
+}

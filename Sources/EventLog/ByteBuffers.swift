@@ -1,0 +1,161 @@
+/// A growable byte buffer over one malloc'd region, for building records and frames without
+/// per-append bounds checks on a Swift array.
+///
+/// It is a class because encoders hand it around and keep appending; it is never shared across
+/// threads while being written.
+public final class OutputBuffer {
+    public private(set) var base: UnsafeMutableRawPointer
+    public private(set) var capacity: Int
+    public var count: Int = 0
+
+    public init(capacity: Int = 64 * 1024) {
+        self.capacity = max(capacity, 64)
+        self.base = UnsafeMutableRawPointer.allocate(byteCount: self.capacity, alignment: 16)
+    }
+
+    deinit { base.deallocate() }
+
+    public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+
+    @inline(__always)
+    public func reserve(_ extra: Int) {
+        if count + extra > capacity { grow(count + extra) }
+    }
+
+    @inline(never)
+    func grow(_ needed: Int) {
+        var newCapacity = capacity * 2
+        while newCapacity < needed { newCapacity *= 2 }
+        let newBase = UnsafeMutableRawPointer.allocate(byteCount: newCapacity, alignment: 16)
+        newBase.copyMemory(from: base, byteCount: count)
+        base.deallocate()
+        base = newBase
+        capacity = newCapacity
+    }
+
+    @inline(__always)
+    public func append(byte: UInt8) {
+        reserve(1)
+        base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
+        count += 1
+    }
+
+    @inline(__always)
+    public func append<T: FixedWidthInteger>(littleEndian value: T) {
+        reserve(MemoryLayout<T>.size)
+        (base + count).storeBytes(of: value.littleEndian, as: T.self)
+        count += MemoryLayout<T>.size
+    }
+
+    @inline(__always)
+    public func append(double value: Double) {
+        append(littleEndian: value.bitPattern)
+    }
+
+    @inline(__always)
+    public func append(varint value: UInt64) {
+        reserve(10)
+        var v = value
+        var p = base + count
+        while v >= 0x80 {
+            p.storeBytes(of: UInt8(truncatingIfNeeded: v) | 0x80, as: UInt8.self)
+            v >>= 7
+            p += 1
+        }
+        p.storeBytes(of: UInt8(v), as: UInt8.self)
+        count = p - base + 1
+    }
+
+    @inline(__always)
+    public func append(_ raw: UnsafeRawBufferPointer) {
+        guard raw.count > 0 else { return }
+        reserve(raw.count)
+        (base + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
+        count += raw.count
+    }
+
+    public func append(_ string: String) {
+        var s = string
+        s.withUTF8 { append(UnsafeRawBufferPointer($0)) }
+    }
+
+    /// Appends a length-prefixed byte string.
+    @inline(__always)
+    public func append(lengthPrefixed raw: UnsafeRawBufferPointer) {
+        append(varint: UInt64(raw.count))
+        append(raw)
+    }
+
+    public func removeAll() { count = 0 }
+
+    public func toArray() -> [UInt8] { Array(bytes.bindMemory(to: UInt8.self)) }
+}
+
+/// A bounds-checked cursor over bytes read from disk. Every read can fail, because the bytes
+/// may be corrupt: decoders never trap on bad input.
+public struct ByteReader {
+    public let bytes: UnsafeRawBufferPointer
+    public var offset: Int
+
+    public init(_ bytes: UnsafeRawBufferPointer, offset: Int = 0) {
+        self.bytes = bytes
+        self.offset = offset
+    }
+
+    public var remaining: Int { bytes.count - offset }
+    public var isAtEnd: Bool { offset >= bytes.count }
+
+    @inline(__always)
+    public mutating func readByte() -> UInt8? {
+        guard offset < bytes.count else { return nil }
+        defer { offset += 1 }
+        return bytes[offset]
+    }
+
+    @inline(__always)
+    public mutating func read<T: FixedWidthInteger>(_: T.Type) -> T? {
+        guard remaining >= MemoryLayout<T>.size else { return nil }
+        defer { offset += MemoryLayout<T>.size }
+        return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
+    }
+
+    @inline(__always)
+    public mutating func readDouble() -> Double? {
+        read(UInt64.self).map(Double.init(bitPattern:))
+    }
+
+    @inline(__always)
+    public mutating func readVarint() -> UInt64? {
+        var result: UInt64 = 0
+        var shift: UInt64 = 0
+        while offset < bytes.count {
+            let b = bytes[offset]
+            offset += 1
+            if shift == 63 && b > 1 { return nil }
+            result |= UInt64(b & 0x7F) << shift
+            if b < 0x80 { return result }
+            shift += 7
+            if shift > 63 { return nil }
+        }
+        return nil
+    }
+
+    @inline(__always)
+    public mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
+        guard count >= 0, remaining >= count else { return nil }
+        defer { offset += count }
+        return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
+    }
+
+    @inline(__always)
+    public mutating func readLengthPrefixed(max: Int = Int(Int32.max)) -> UnsafeRawBufferPointer? {
+        guard let n = readVarint(), n <= UInt64(max) else { return nil }
+        return readBytes(Int(n))
+    }
+}
+
+@inline(__always)
+func zigzag(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
+
+@inline(__always)
+func unzigzag(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }

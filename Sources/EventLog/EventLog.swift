@@ -1,0 +1,374 @@
+import Foundation
+public import Logging
+import Synchronization
+
+/// What one group commit wrote, reported to the server's metrics.
+public struct CommitStatistics: Sendable {
+    public var batches: Int
+    public var events: Int
+    public var bytes: Int
+    public var fsyncNanoseconds: UInt64
+}
+
+/// The segments a reader may look at, fixed at one moment.
+public struct LogSnapshot: Sendable {
+    public var directory: String
+    /// Segment file names and first sequence numbers, in log order.
+    public var segments: [(name: String, firstSequence: UInt64)]
+    /// Bytes of the last segment that are durable; readers stop there.
+    public var activeDurableSize: Int
+    /// Sequence number after the last durable event.
+    public var durableSequence: UInt64
+}
+
+public enum EventLogError: Error, CustomStringConvertible {
+    case closed
+    case poisoned(String)
+    case notALogDirectory(String)
+    case corruptSegment(path: String, offset: Int, problem: String)
+
+    public var description: String {
+        switch self {
+        case .closed: "the event log is closed"
+        case .poisoned(let why): "the event log stopped accepting writes after an I/O error: \(why)"
+        case .notALogDirectory(let p): "\(p) is not an event log directory"
+        case .corruptSegment(let path, let offset, let problem): "\(path) at offset \(offset): \(problem)"
+        }
+    }
+}
+
+/// One project's append-only, segmented, durable event log.
+///
+/// Appends from any task are queued to one writer thread, which writes every queued batch with
+/// a single `write` and a single `fdatasync` (group commit) and only then resumes the callers:
+/// an append that returned is on disk. File I/O stays on that dedicated thread and never
+/// blocks the cooperative pool.
+public final class EventLog: @unchecked Sendable {
+    // @unchecked Sendable: mutable writer state is touched only by the writer thread (after
+    // `open` hands it over); the queue is guarded by `queueLock`; published state by `state`.
+
+    public struct Configuration: Sendable {
+        /// Roll to a new segment once the active one reaches this size.
+        public var segmentMaxBytes: Int = 64 << 20
+        /// Roll to a new segment once the active one is this old (and not empty), in seconds.
+        public var segmentMaxAgeSeconds: Int = 3600
+        /// Rewrite the recovery checkpoint after this many bytes.
+        public var checkpointEveryBytes: Int = 4 << 20
+        /// fsync before acknowledging. Off only for throwaway benchmarks.
+        public var fsync: Bool = true
+        /// How long a client `event_id` is remembered, in seconds.
+        public var idempotencyWindowSeconds: Int = 7 * 86_400
+
+        public init() {}
+    }
+
+    struct PendingAppend {
+        var batch: PreparedBatch
+        var continuation: CheckedContinuation<UInt64, any Error>
+    }
+
+    struct PublishedState {
+        var segments: [(name: String, firstSequence: UInt64)]
+        var activeDurableSize: Int
+        var durableSequence: UInt64
+    }
+
+    public let directory: String
+    public let configuration: Configuration
+    /// Client `event_id`s already stored, kept in step with what is durable.
+    public let idempotency: IdempotencyIndex
+    let lastPersistedThrough = Mutex<UInt64>(0)
+    let logger: Logger
+    let onCommit: (@Sendable (CommitStatistics) -> Void)?
+
+    private let queueLock = NSCondition()
+    private var queue: [PendingAppend] = []
+    private var stopping = false
+    private var stopped = false
+    private var poison: String?
+
+    private let state: Mutex<PublishedState>
+
+    // Writer-thread state.
+    private var fd: Int32
+    private var activePath: String
+    private var activeFirstSequence: UInt64
+    private var activeSize: Int
+    private var activeCreatedAt: Int64
+    private var nextSequence: UInt64
+    private var bytesSinceCheckpoint = 0
+    private let writeBuffer = OutputBuffer(capacity: 1 << 20)
+    private var thread: Thread?
+
+    /// Opens (creating if needed) the log in `directory`, recovering from a crash first:
+    /// the tail after the last intact batch is truncated and logged.
+    public static func open(
+        directory: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "tally.log"),
+        onCommit: (@Sendable (CommitStatistics) -> Void)? = nil
+    ) throws -> EventLog {
+        try FileIO.makeDirectories(directory)
+        let recovered = try LogRecovery.recover(directory: directory, logger: logger)
+        let log = EventLog(directory: directory, configuration: configuration, logger: logger, onCommit: onCommit, recovered: recovered)
+        do {
+            try log.loadIdempotency()
+        } catch {
+            FileIO.close(log.fd)
+            throw error
+        }
+        log.start()
+        return log
+    }
+
+    private init(
+        directory: String, configuration: Configuration, logger: Logger,
+        onCommit: (@Sendable (CommitStatistics) -> Void)?, recovered: LogRecovery.Result
+    ) {
+        self.directory = directory
+        self.configuration = configuration
+        self.logger = logger
+        self.onCommit = onCommit
+        self.idempotency = IdempotencyIndex(windowSeconds: configuration.idempotencyWindowSeconds)
+        self.fd = recovered.fd
+        self.activePath = recovered.activePath
+        self.activeFirstSequence = recovered.activeFirstSequence
+        self.activeSize = recovered.activeSize
+        self.activeCreatedAt = recovered.activeCreatedAt
+        self.nextSequence = recovered.nextSequence
+        self.state = Mutex(
+            PublishedState(
+                segments: recovered.segments, activeDurableSize: recovered.activeSize,
+                durableSequence: recovered.nextSequence))
+    }
+
+    private func start() {
+        let thread = Thread { [self] in self.writerLoop() }
+        thread.name = "tally-log-writer"
+        thread.qualityOfService = .userInitiated
+        self.thread = thread
+        thread.start()
+    }
+
+    /// Sequence number after the last durable event.
+    public var durableSequence: UInt64 { state.withLock { $0.durableSequence } }
+
+    public func snapshot() -> LogSnapshot {
+        state.withLock {
+            LogSnapshot(
+                directory: directory, segments: $0.segments, activeDurableSize: $0.activeDurableSize,
+                durableSequence: $0.durableSequence)
+        }
+    }
+
+    /// Appends one batch and returns its first sequence number once it is durable.
+    public func append(_ batch: PreparedBatch) async throws -> UInt64 {
+        try await withCheckedThrowingContinuation { continuation in
+            queueLock.lock()
+            if let poison {
+                queueLock.unlock()
+                idempotency.release(batch.clientKeys)
+                continuation.resume(throwing: EventLogError.poisoned(poison))
+                return
+            }
+            if stopping {
+                queueLock.unlock()
+                idempotency.release(batch.clientKeys)
+                continuation.resume(throwing: EventLogError.closed)
+                return
+            }
+            queue.append(PendingAppend(batch: batch, continuation: continuation))
+            queueLock.signal()
+            queueLock.unlock()
+        }
+    }
+
+    /// Writes what is queued, stops the writer thread, records a checkpoint and the
+    /// idempotency snapshot, and closes the file. Appends after this throw `closed`.
+    public func close() {
+        queueLock.lock()
+        if stopped {
+            queueLock.unlock()
+            return
+        }
+        stopping = true
+        queueLock.signal()
+        while !stopped { queueLock.wait() }
+        queueLock.unlock()
+        do {
+            try persistIdempotency()
+        } catch {
+            logger.warning("could not write the idempotency snapshot at close", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func writerLoop() {
+        while true {
+            queueLock.lock()
+            while queue.isEmpty && !stopping { queueLock.wait() }
+            if queue.isEmpty && stopping {
+                queueLock.unlock()
+                break
+            }
+            let group = queue
+            queue.removeAll(keepingCapacity: true)
+            queueLock.unlock()
+            commit(group)
+        }
+        do {
+            try writeCheckpoint()
+        } catch {
+            logger.warning("could not write the log checkpoint at close", metadata: ["error": "\(error)"])
+        }
+        if configuration.fsync { _ = try? FileIO.fdatasync(fd, path: activePath) }
+        FileIO.close(fd)
+        queueLock.lock()
+        stopped = true
+        queueLock.broadcast()
+        queueLock.unlock()
+    }
+
+    private func commit(_ group: [PendingAppend]) {
+        if let poison {
+            for item in group {
+                idempotency.release(item.batch.clientKeys)
+                item.continuation.resume(throwing: EventLogError.poisoned(poison))
+            }
+            return
+        }
+        let startSequence = nextSequence
+        let startSize = activeSize
+        do {
+            try rollIfNeeded()
+            writeBuffer.removeAll()
+            var firstSequences: [UInt64] = []
+            firstSequences.reserveCapacity(group.count)
+            var sequence = nextSequence
+            var events = 0
+            for item in group {
+                var header = item.batch.header
+                header.firstSequence = sequence
+                let at = writeBuffer.count
+                item.batch.frame.withUnsafeBytes { writeBuffer.append($0) }
+                header.write(to: writeBuffer.base + at)
+                firstSequences.append(sequence)
+                sequence += UInt64(header.eventCount)
+                events += Int(header.eventCount)
+            }
+            try FileIO.writeAll(fd, writeBuffer.bytes, path: activePath)
+            let fsyncStart = monotonicNanos()
+            if configuration.fsync { try FileIO.fdatasync(fd, path: activePath) }
+            let fsyncNanos = monotonicNanos() - fsyncStart
+            activeSize += writeBuffer.count
+            nextSequence = sequence
+            bytesSinceCheckpoint += writeBuffer.count
+            let size = activeSize
+            state.withLock {
+                $0.activeDurableSize = size
+                $0.durableSequence = sequence
+            }
+            let receivedSecond = UInt32(clamping: currentMicros() / 1_000_000)
+            for (item, first) in zip(group, firstSequences) where !item.batch.clientKeys.isEmpty {
+                idempotency.commit(item.batch.clientKeys, firstSequence: first, receivedSecond: receivedSecond, through: sequence)
+            }
+            idempotency.markIndexed(through: sequence)
+            for (item, first) in zip(group, firstSequences) { item.continuation.resume(returning: first) }
+            onCommit?(CommitStatistics(batches: group.count, events: events, bytes: writeBuffer.count, fsyncNanoseconds: fsyncNanos))
+            if bytesSinceCheckpoint >= configuration.checkpointEveryBytes { try? writeCheckpoint() }
+        } catch {
+            // Undo a partial write so the file ends at the last acknowledged batch.
+            nextSequence = startSequence
+            do {
+                try FileIO.truncate(fd, to: startSize, path: activePath)
+                activeSize = startSize
+                logger.error("log append failed; batch rejected", metadata: ["error": "\(error)"])
+            } catch let truncateError {
+                queueLock.lock()
+                poison = "\(error); then \(truncateError)"
+                queueLock.unlock()
+                logger.critical("log append failed and could not be undone; rejecting writes", metadata: ["error": "\(truncateError)"])
+            }
+            for item in group {
+                idempotency.release(item.batch.clientKeys)
+                item.continuation.resume(throwing: error)
+            }
+        }
+    }
+
+    private func rollIfNeeded() throws {
+        guard activeSize > SegmentHeader.size else { return }
+        let tooBig = activeSize >= configuration.segmentMaxBytes
+        let tooOld = currentMicros() - activeCreatedAt >= Int64(configuration.segmentMaxAgeSeconds) * 1_000_000
+        guard tooBig || tooOld else { return }
+        let (newFD, path, createdAt) = try LogRecovery.createSegment(directory: directory, firstSequence: nextSequence)
+        if configuration.fsync { try FileIO.fdatasync(fd, path: activePath) }
+        FileIO.close(fd)
+        fd = newFD
+        activePath = path
+        activeFirstSequence = nextSequence
+        activeSize = SegmentHeader.size
+        activeCreatedAt = createdAt
+        let name = SegmentName.fileName(firstSequence: nextSequence)
+        let first = nextSequence
+        state.withLock {
+            $0.segments.append((name, first))
+            $0.activeDurableSize = SegmentHeader.size
+        }
+        try writeCheckpoint()
+        logger.info("rolled to a new log segment", metadata: ["segment": "\(name)"])
+    }
+
+    private func writeCheckpoint() throws {
+        let checkpoint = LogCheckpoint(
+            segmentFirstSequence: activeFirstSequence, offset: UInt64(activeSize), nextSequence: nextSequence)
+        try FileIO.writeAtomically(checkpoint.encoded(), to: directory + "/" + LogCheckpoint.fileName, durable: false)
+        bytesSinceCheckpoint = 0
+    }
+}
+
+/// Where recovery may start scanning: a durable offset in the active segment.
+///
+/// | offset | size | field |
+/// |---|---|---|
+/// | 0 | 4 | magic `TCKP` |
+/// | 4 | 4 | version (1) |
+/// | 8 | 8 | first sequence of the segment it refers to |
+/// | 16 | 8 | byte offset in that segment up to which every batch was fsynced |
+/// | 24 | 8 | sequence number after the last event before that offset |
+/// | 32 | 4 | CRC32C of bytes 0..<32 |
+public struct LogCheckpoint: Equatable, Sendable {
+    public static let fileName = "checkpoint"
+    public static let size = 36
+    static let magic: UInt32 = 0x504B_4354  // "TCKP"
+
+    public var segmentFirstSequence: UInt64
+    public var offset: UInt64
+    public var nextSequence: UInt64
+
+    public func encoded() -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: LogCheckpoint.size)
+        bytes.withUnsafeMutableBytes { p in
+            p.storeBytes(of: LogCheckpoint.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
+            p.storeBytes(of: UInt32(1).littleEndian, toByteOffset: 4, as: UInt32.self)
+            p.storeBytes(of: segmentFirstSequence.littleEndian, toByteOffset: 8, as: UInt64.self)
+            p.storeBytes(of: offset.littleEndian, toByteOffset: 16, as: UInt64.self)
+            p.storeBytes(of: nextSequence.littleEndian, toByteOffset: 24, as: UInt64.self)
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: p[0..<32]))
+            p.storeBytes(of: crc.littleEndian, toByteOffset: 32, as: UInt32.self)
+        }
+        return bytes
+    }
+
+    public static func parse(_ bytes: [UInt8]) -> LogCheckpoint? {
+        guard bytes.count == size else { return nil }
+        return bytes.withUnsafeBytes { p -> LogCheckpoint? in
+            guard UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 0, as: UInt32.self)) == magic,
+                UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 4, as: UInt32.self)) == 1,
+                UInt32(littleEndian: p.loadUnaligned(fromByteOffset: 32, as: UInt32.self))
+                    == CRC32C.checksum(UnsafeRawBufferPointer(rebasing: p[0..<32]))
+            else { return nil }
+            return LogCheckpoint(
+                segmentFirstSequence: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 8, as: UInt64.self)),
+                offset: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 16, as: UInt64.self)),
+                nextSequence: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
+        }
+    }
+}

@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// An I/O failure with the path and the operation that failed, so logs and CLI errors name them.
+public struct FileError: Error, CustomStringConvertible, Equatable {
+    public var operation: String
+    public var path: String
+    public var errno: Int32
+
+    public init(_ operation: String, _ path: String, errno: Int32) {
+        self.operation = operation
+        self.path = path
+        self.errno = errno
+    }
+
+    public var description: String {
+        "\(operation) \(path): \(String(cString: strerror(errno)))"
+    }
+}
+
+/// Thin, throwing wrappers over POSIX file calls. The log needs exact control of write,
+/// fdatasync, ftruncate and rename ordering, which Foundation's file APIs hide.
+public enum FileIO {
+    public static func open(_ path: String, flags: Int32, mode: UInt32 = 0o644) throws -> Int32 {
+        let fd = Glibc.open(path, flags | O_CLOEXEC, mode_t(mode))
+        if fd < 0 { throw FileError("open", path, errno: errno) }
+        return fd
+    }
+
+    public static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError("write", path, errno: errno)
+            }
+            offset += n
+        }
+    }
+
+    public static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at position: Int, path: String) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let n = Glibc.pwrite(fd, bytes.baseAddress! + offset, bytes.count - offset, off_t(position + offset))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError("pwrite", path, errno: errno)
+            }
+            offset += n
+        }
+    }
+
+    /// Reads up to `count` bytes at `position`; fewer only at end of file.
+    public static func pread(_ fd: Int32, into buffer: UnsafeMutableRawBufferPointer, at position: Int, path: String) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = Glibc.pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(position + done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw FileError("pread", path, errno: errno)
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    public static func readFile(_ path: String, limit: Int? = nil) throws -> [UInt8] {
+        let fd = try open(path, flags: O_RDONLY)
+        defer { Glibc.close(fd) }
+        var size = try fileSize(fd, path: path)
+        if let limit { size = min(size, limit) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let n = try bytes.withUnsafeMutableBytes { try pread(fd, into: $0, at: 0, path: path) }
+        if n < size { bytes.removeLast(size - n) }
+        return bytes
+    }
+
+    public static func fileSize(_ fd: Int32, path: String) throws -> Int {
+        var st = stat()
+        if fstat(fd, &st) != 0 { throw FileError("fstat", path, errno: errno) }
+        return Int(st.st_size)
+    }
+
+    public static func fileSize(path: String) -> Int? {
+        var st = stat()
+        return stat(path, &st) == 0 ? Int(st.st_size) : nil
+    }
+
+    public static func fdatasync(_ fd: Int32, path: String) throws {
+        if Glibc.fdatasync(fd) != 0 { throw FileError("fdatasync", path, errno: errno) }
+    }
+
+    public static func fsync(_ fd: Int32, path: String) throws {
+        if Glibc.fsync(fd) != 0 { throw FileError("fsync", path, errno: errno) }
+    }
+
+    public static func truncate(_ fd: Int32, to size: Int, path: String) throws {
+        if ftruncate(fd, off_t(size)) != 0 { throw FileError("ftruncate", path, errno: errno) }
+    }
+
+    /// Makes a directory entry change (create, rename, unlink) durable.
+    public static func fsyncDirectory(_ path: String) throws {
+        let fd = try open(path, flags: O_RDONLY | O_DIRECTORY)
+        defer { Glibc.close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    public static func rename(_ from: String, _ to: String) throws {
+        if Glibc.rename(from, to) != 0 { throw FileError("rename", from, errno: errno) }
+    }
+
+    public static func unlink(_ path: String) throws {
+        if Glibc.unlink(path) != 0 && errno != ENOENT { throw FileError("unlink", path, errno: errno) }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    public static func isDirectory(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR
+    }
+
+    /// Creates `path` and its missing parents.
+    public static func makeDirectories(_ path: String) throws {
+        if isDirectory(path) { return }
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            if !isDirectory(prefix) && mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                throw FileError("mkdir", prefix, errno: errno)
+            }
+        }
+    }
+
+    public static func listDirectory(_ path: String) throws -> [String] {
+        guard let dir = opendir(path) else { throw FileError("opendir", path, errno: errno) }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, directory fsync.
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, durable: Bool = true) throws {
+        let tmp = path + ".tmp"
+        let fd = try open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
+            if durable { try fsync(fd, path: tmp) }
+            Glibc.close(fd)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
+        try rename(tmp, path)
+        if durable { try fsyncDirectory(parentDirectory(of: path)) }
+    }
+
+    public static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        let parent = String(path[..<slash])
+        return parent.isEmpty ? "/" : parent
+    }
+
+    public static func close(_ fd: Int32) { _ = Glibc.close(fd) }
+}
+
+/// Wall-clock time in microseconds since the Unix epoch.
+public func currentMicros() -> Int64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_REALTIME, &ts)
+    return Int64(ts.tv_sec) * 1_000_000 + Int64(ts.tv_nsec) / 1000
+}
+
+/// Monotonic time in nanoseconds, for durations.
+public func monotonicNanos() -> UInt64 {
+    var ts = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &ts)
+    return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+}

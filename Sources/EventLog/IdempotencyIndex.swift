@@ -1,0 +1,178 @@
+import Synchronization
+
+/// The 128-bit fingerprint of a client `event_id`.
+public struct IdempotencyKey: Hashable, Sendable {
+    public var high: UInt64
+    public var low: UInt64
+
+    public init(_ id: UnsafeRawBufferPointer) {
+        (high, low) = Murmur3.hash128(id, seed: 0x7461_6c6c_79)
+    }
+
+    public init(_ id: String) {
+        var id = id
+        self = id.withUTF8 { IdempotencyKey(UnsafeRawBufferPointer($0)) }
+    }
+
+    init(high: UInt64, low: UInt64) {
+        self.high = high
+        self.low = low
+    }
+}
+
+/// A client id in a prepared batch: its fingerprint, the record's index and its timestamp.
+public struct BatchClientKey: Sendable {
+    public var key: IdempotencyKey
+    public var index: UInt32
+    public var timestamp: Int64
+
+    public init(key: IdempotencyKey, index: UInt32, timestamp: Int64) {
+        self.key = key
+        self.index = index
+        self.timestamp = timestamp
+    }
+}
+
+/// Makes client `event_id`s idempotency keys: each is stored once per project.
+///
+/// A request reserves its ids before appending. A second request with an id that is durable
+/// gets the stored event back; one with an id still being written waits for that write and then
+/// gets the same answer (or a failure if that write failed). The log's writer thread commits
+/// the keys right after the fsync, under this index's lock, so the index never runs ahead of or
+/// behind what is durable. Entries older than the window are forgotten: a repeat after that is
+/// stored again (documented in docs/INGEST.md).
+public final class IdempotencyIndex: Sendable {
+    public struct Entry: Sendable, Equatable {
+        public var sequence: UInt64
+        public var timestamp: Int64
+        /// Receive time in seconds since the epoch, for expiry.
+        public var receivedSecond: UInt32
+    }
+
+    /// A write in flight that other requests with the same id wait for.
+    public final class InFlight: Sendable {
+        enum Outcome { case stored(Entry), failed }
+        private let state = Mutex<(outcome: Outcome?, waiters: [CheckedContinuation<Entry?, Never>])>((nil, []))
+
+        func finish(_ outcome: Outcome) {
+            let waiters = state.withLock { s -> [CheckedContinuation<Entry?, Never>] in
+                s.outcome = outcome
+                defer { s.waiters = [] }
+                return s.waiters
+            }
+            let entry: Entry? = if case .stored(let e) = outcome { e } else { nil }
+            for w in waiters { w.resume(returning: entry) }
+        }
+
+        /// The stored entry once the other write is durable; nil if it failed.
+        public func wait() async -> Entry? {
+            await withCheckedContinuation { c in
+                let ready: Outcome? = state.withLock { s in
+                    if let o = s.outcome { return o }
+                    s.waiters.append(c)
+                    return nil
+                }
+                if let ready {
+                    if case .stored(let e) = ready { c.resume(returning: e) } else { c.resume(returning: nil) }
+                }
+            }
+        }
+    }
+
+    public enum Reservation {
+        /// New id: it is now reserved for the caller, who must append or `release` it.
+        case reserved
+        /// Already stored.
+        case stored(Entry)
+        /// Being written by another request.
+        case inFlight(InFlight)
+    }
+
+    struct State {
+        var committed: [IdempotencyKey: Entry] = [:]
+        var pending: [IdempotencyKey: InFlight] = [:]
+        /// Entries committed since the last snapshot, in commit order.
+        var unpersisted: [(IdempotencyKey, Entry)] = []
+        /// Every durable event before this sequence number is reflected in `committed`.
+        var indexedThrough: UInt64 = 0
+        var oldestSecond: UInt32 = .max
+    }
+
+    let state = Mutex(State())
+    public let windowSeconds: Int
+
+    public init(windowSeconds: Int = 7 * 86_400) {
+        self.windowSeconds = windowSeconds
+    }
+
+    public var count: Int { state.withLock { $0.committed.count } }
+
+    public func reserve(_ key: IdempotencyKey) -> Reservation {
+        state.withLock { s in
+            if let entry = s.committed[key] { return .stored(entry) }
+            if let inFlight = s.pending[key] { return .inFlight(inFlight) }
+            s.pending[key] = InFlight()
+            return .reserved
+        }
+    }
+
+    /// Gives up reservations that will not be appended (the request failed before the log).
+    public func release(_ keys: [BatchClientKey]) {
+        guard !keys.isEmpty else { return }
+        let released = state.withLock { s in keys.compactMap { s.pending.removeValue(forKey: $0.key) } }
+        for r in released { r.finish(.failed) }
+    }
+
+    /// Called by the writer thread after the fsync that made a batch durable.
+    func commit(_ keys: [BatchClientKey], firstSequence: UInt64, receivedSecond: UInt32, through: UInt64) {
+        var finished: [(InFlight, Entry)] = []
+        state.withLock { s in
+            for k in keys {
+                let entry = Entry(sequence: firstSequence + UInt64(k.index), timestamp: k.timestamp, receivedSecond: receivedSecond)
+                s.committed[k.key] = entry
+                s.unpersisted.append((k.key, entry))
+                if let inFlight = s.pending.removeValue(forKey: k.key) { finished.append((inFlight, entry)) }
+            }
+            if receivedSecond < s.oldestSecond { s.oldestSecond = receivedSecond }
+            if through > s.indexedThrough { s.indexedThrough = through }
+        }
+        for (inFlight, entry) in finished { inFlight.finish(.stored(entry)) }
+    }
+
+    func markIndexed(through: UInt64) {
+        state.withLock { if through > $0.indexedThrough { $0.indexedThrough = through } }
+    }
+
+    /// Inserts an entry found while replaying the log or loading a snapshot.
+    func restore(_ key: IdempotencyKey, _ entry: Entry, persisted: Bool) {
+        state.withLock { s in
+            s.committed[key] = entry
+            if !persisted { s.unpersisted.append((key, entry)) }
+            if entry.receivedSecond < s.oldestSecond { s.oldestSecond = entry.receivedSecond }
+        }
+    }
+
+    /// Takes the entries not yet written to a snapshot, with the sequence they cover.
+    func takeUnpersisted() -> (entries: [(IdempotencyKey, Entry)], through: UInt64) {
+        state.withLock { s in
+            defer { s.unpersisted = [] }
+            return (s.unpersisted, s.indexedThrough)
+        }
+    }
+
+    func putBackUnpersisted(_ entries: [(IdempotencyKey, Entry)]) {
+        state.withLock { $0.unpersisted.insert(contentsOf: entries, at: 0) }
+    }
+
+    var indexedThrough: UInt64 { state.withLock { $0.indexedThrough } }
+
+    /// Forgets entries received before `nowSecond - windowSeconds`.
+    func expire(nowSecond: UInt32) {
+        let cutoff = nowSecond > UInt32(windowSeconds) ? nowSecond - UInt32(windowSeconds) : 0
+        state.withLock { s in
+            guard s.oldestSecond < cutoff else { return }
+            s.committed = s.committed.filter { $0.value.receivedSecond >= cutoff }
+            s.oldestSecond = s.committed.values.map(\.receivedSecond).min() ?? .max
+        }
+    }
+}

@@ -1,0 +1,252 @@
+import CSimdJSON
+import Synchronization
+
+/// A request-level rejection: the whole body is refused. `status` is the HTTP status the
+/// server maps it to.
+public struct IngestRequestError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var status: Int
+    public var code: String
+    public var message: String
+
+    public init(status: Int, code: String, message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code): \(message)" }
+}
+
+/// The fate of one event of a request, in request order.
+public enum IngestedEventResult: Sendable, Equatable {
+    /// Stored now: its id and stored timestamp.
+    case stored(id: String, timestamp: Int64, clamped: Bool)
+    /// Its `event_id` was already stored: the stored copy's id and timestamp.
+    case duplicate(id: String, timestamp: Int64)
+    case rejected(IngestError)
+}
+
+/// Parsing, validation and encoding state borrowed by one request.
+final class IngestWorkspace {
+    let tokenizer = JSONTokenizer()
+    let builder = BatchBuilder()
+    let encoder: EventEncoder
+
+    init(limits: IngestLimits) { encoder = EventEncoder(limits: limits) }
+}
+
+struct SendableWorkspace: @unchecked Sendable {
+    // Safe: a parked workspace is owned by the pool's mutex alone.
+    let workspace: IngestWorkspace
+}
+
+/// Turns request bodies into durable events: parse, validate each event, reserve client ids,
+/// compress once, append with group commit, and report per-event results.
+public final class Ingestor: Sendable {
+    public let limits: IngestLimits
+    public let codec: Codec
+    private let pool = Mutex<[SendableWorkspace]>([])
+
+    public init(limits: IngestLimits = .init(), codec: Codec = .lz4) {
+        self.limits = limits
+        self.codec = codec
+    }
+
+    private func withWorkspace<R>(_ body: (IngestWorkspace) throws -> R) rethrows -> R {
+        let workspace = pool.withLock { $0.popLast() }?.workspace ?? IngestWorkspace(limits: limits)
+        defer {
+            workspace.builder.reset()
+            pool.withLock { if $0.count < 64 { $0.append(SendableWorkspace(workspace: workspace)) } }
+        }
+        return try body(workspace)
+    }
+
+    enum Pending: Sendable {
+        case new(recordIndex: UInt32, clientId: String?, timestamp: Int64, clamped: Bool)
+        case duplicate(IdempotencyIndex.Entry, String)
+        case waiting(IdempotencyIndex.InFlight, String)
+        case rejected(IngestError)
+    }
+
+    /// A parsed and encoded request, not yet appended.
+    public struct PreparedRequest: Sendable {
+        var pending: [Pending]
+        var batch: PreparedBatch?
+        let index: IdempotencyIndex
+
+        /// Events the request will store (new ones only).
+        public var newEvents: Int { batch?.eventCount ?? 0 }
+    }
+
+    /// Checks the body size limit of the endpoint.
+    public func checkBodySize(_ count: Int, batch: Bool) throws(IngestRequestError) {
+        if batch {
+            guard count <= limits.maxBatchBytes else {
+                throw IngestRequestError(status: 413, code: "payload_too_large", message: "batch body is \(count) bytes; the limit is \(limits.maxBatchBytes)")
+            }
+        } else if count > limits.maxEventBytes {
+            throw IngestRequestError(status: 413, code: "event_too_large", message: "event body is \(count) bytes; the limit is \(limits.maxEventBytes)")
+        }
+    }
+
+    /// Parses and validates the body of `POST /events` (`batch: false`) or
+    /// `POST /events/batch`, reserves client ids and compresses the batch. Synchronous and
+    /// CPU-bound; the returned request must be passed to `complete` (or `abandon`).
+    public func prepare(body: UnsafeRawBufferPointer, batch: Bool, for log: EventLog, receivedAt: Int64 = currentMicros()) throws
+        -> PreparedRequest
+    {
+        try checkBodySize(body.count, batch: batch)
+        let (pending, prepared) = try withWorkspace { ws in
+            try prepare(body: body, batch: batch, receivedAt: receivedAt, index: log.idempotency, ws)
+        }
+        return PreparedRequest(pending: pending, batch: prepared, index: log.idempotency)
+    }
+
+    /// Releases the client ids a prepared request reserved, without appending it.
+    public func abandon(_ request: PreparedRequest) {
+        request.index.release(request.batch?.clientKeys ?? [])
+    }
+
+    /// Appends a prepared request and returns once its events are durable, with each event's
+    /// result in request order.
+    public func complete(_ request: PreparedRequest, into log: EventLog) async throws -> [IngestedEventResult] {
+        var firstSequence: UInt64 = 0
+        if let batch = request.batch {
+            firstSequence = try await log.append(batch)
+        }
+        var results: [IngestedEventResult] = []
+        results.reserveCapacity(request.pending.count)
+        for p in request.pending {
+            switch p {
+            case .new(let index, let clientId, let ts, let clamped):
+                results.append(.stored(id: clientId ?? EventID.serverAssigned(firstSequence + UInt64(index)), timestamp: ts, clamped: clamped))
+            case .duplicate(let entry, let id):
+                results.append(.duplicate(id: id, timestamp: entry.timestamp))
+            case .waiting(let inFlight, let id):
+                if let entry = await inFlight.wait() {
+                    results.append(.duplicate(id: id, timestamp: entry.timestamp))
+                } else {
+                    results.append(.rejected(IngestError("storage_failed", "another request with event_id \"\(id)\" failed to store it; retry")))
+                }
+            case .rejected(let e):
+                results.append(.rejected(e))
+            }
+        }
+        return results
+    }
+
+    /// `prepare` and `complete` in one call.
+    public func ingest(body: UnsafeRawBufferPointer, batch: Bool, into log: EventLog, receivedAt: Int64 = currentMicros())
+        async throws -> [IngestedEventResult]
+    {
+        let request = try prepare(body: body, batch: batch, for: log, receivedAt: receivedAt)
+        return try await complete(request, into: log)
+    }
+
+    private func prepare(
+        body: UnsafeRawBufferPointer, batch: Bool, receivedAt: Int64, index idempotency: IdempotencyIndex, _ ws: IngestWorkspace
+    ) throws
+        -> ([Pending], PreparedBatch?)
+    {
+        let tokens: JSONTokens
+        do {
+            tokens = try ws.tokenizer.parse(body)
+        } catch {
+            throw IngestRequestError(status: 400, code: "invalid_json", message: "request body is not valid JSON: \(error.message)")
+        }
+        guard tokens.count > 0 else { throw IngestRequestError(status: 400, code: "invalid_json", message: "request body is empty") }
+        var eventIndices: [Int] = []
+        var sentAt: Int64? = nil
+        if batch {
+            var array = -1
+            if tokens.kind(0) == TJ_ARRAY_KIND {
+                array = 0
+            } else if tokens.kind(0) == TJ_OBJECT_KIND {
+                var i = 1
+                while i < tokens.next(0) {
+                    let key = tokens.string(i)
+                    if equals(key, "events") { array = i + 1 }
+                    if equals(key, "sent_at") {
+                        let v = i + 1
+                        switch tokens.kind(v) {
+                        case TJ_STRING_KIND:
+                            guard let t = Timestamp.parse(tokens.string(v)) else {
+                                throw IngestRequestError(status: 400, code: "invalid_timestamp", message: "sent_at is not an RFC 3339 time or epoch milliseconds")
+                            }
+                            sentAt = t
+                        case TJ_INT64_KIND: sentAt = tokens[v].v.i * 1000
+                        case TJ_DOUBLE_KIND: sentAt = Int64(tokens[v].v.d * 1000)
+                        case TJ_NULL_KIND: break
+                        default:
+                            throw IngestRequestError(status: 400, code: "invalid_timestamp", message: "sent_at must be an RFC 3339 string or epoch milliseconds")
+                        }
+                    }
+                    i = tokens.next(i + 1)
+                }
+            } else {
+                throw IngestRequestError(status: 400, code: "invalid_body", message: "batch body must be an object with an \"events\" array")
+            }
+            guard array >= 0 else { throw IngestRequestError(status: 400, code: "missing_field", message: "events is required") }
+            guard tokens.kind(array) == TJ_ARRAY_KIND else {
+                throw IngestRequestError(status: 400, code: "invalid_field", message: "events must be an array")
+            }
+            let count = Int(tokens[array].length)
+            guard count > 0 else { throw IngestRequestError(status: 400, code: "invalid_field", message: "events must not be empty") }
+            guard count <= limits.maxBatchEvents else {
+                throw IngestRequestError(status: 413, code: "batch_too_large", message: "batch has \(count) events; the limit is \(limits.maxBatchEvents)")
+            }
+            eventIndices.reserveCapacity(count)
+            var i = array + 1
+            while i < tokens.next(array) {
+                eventIndices.append(i)
+                i = tokens.next(i)
+            }
+        } else {
+            guard tokens.kind(0) == TJ_OBJECT_KIND else {
+                throw IngestRequestError(status: 400, code: "invalid_body", message: "event body must be a JSON object")
+            }
+            eventIndices = [0]
+        }
+
+        var pending: [Pending] = []
+        pending.reserveCapacity(eventIndices.count)
+        var keys: [BatchClientKey] = []
+        let builder = ws.builder
+        builder.reset()
+        for index in eventIndices {
+            switch ws.encoder.encode(tokens, at: index, receivedAt: receivedAt, sentAt: sentAt, into: builder) {
+            case .failure(let error):
+                pending.append(.rejected(error))
+            case .success(let event):
+                guard let rawId = event.clientEventId else {
+                    pending.append(.new(recordIndex: UInt32(builder.eventCount - 1), clientId: nil, timestamp: event.timestamp, clamped: event.clamped))
+                    continue
+                }
+                let key = IdempotencyKey(rawId)
+                let id = String(decoding: rawId, as: UTF8.self)
+                switch idempotency.reserve(key) {
+                case .reserved:
+                    let recordIndex = UInt32(builder.eventCount - 1)
+                    keys.append(BatchClientKey(key: key, index: recordIndex, timestamp: event.timestamp))
+                    pending.append(.new(recordIndex: recordIndex, clientId: id, timestamp: event.timestamp, clamped: event.clamped))
+                case .stored(let entry):
+                    builder.removeLast(recordStart: event.recordStart)
+                    pending.append(.duplicate(entry, id))
+                case .inFlight(let inFlight):
+                    builder.removeLast(recordStart: event.recordStart)
+                    pending.append(.waiting(inFlight, id))
+                }
+            }
+        }
+        guard !builder.isEmpty else { return (pending, nil) }
+        do {
+            var prepared = try builder.seal(codec: codec)
+            prepared.clientKeys = keys
+            return (pending, prepared)
+        } catch {
+            idempotency.release(keys)
+            throw error
+        }
+    }
+
+}

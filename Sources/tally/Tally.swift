@@ -1,0 +1,140 @@
+import AnalyticsServer
+import ArgumentParser
+import EventLog
+import Foundation
+import Logging
+
+@main
+struct Tally: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tally",
+        abstract: "A self-hosted analytics server for chat bots and products.",
+        subcommands: [Serve.self, Keys.self, Log.self, Import.self],
+        defaultSubcommand: Serve.self)
+}
+
+/// Reads `TALLY_<NAME>` for options not given on the command line.
+func environment(_ name: String) -> String? {
+    ProcessInfo.processInfo.environment["TALLY_" + name]
+}
+
+struct DataDirectoryOption: ParsableArguments {
+    @Option(name: .customLong("data-dir"), help: "Data directory (env TALLY_DATA_DIR; default ./tally-data).")
+    var dataDir: String?
+
+    var path: String { dataDir ?? environment("DATA_DIR") ?? "./tally-data" }
+}
+
+/// A failure the CLI reports as one line on stderr with a non-zero exit.
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ message: String) { description = message }
+}
+
+func parseSize(_ text: String) -> Int? {
+    let lower = text.lowercased()
+    let units: [(String, Int)] = [("gib", 1 << 30), ("mib", 1 << 20), ("kib", 1 << 10), ("g", 1 << 30), ("m", 1 << 20), ("k", 1 << 10), ("b", 1)]
+    for (suffix, scale) in units where lower.hasSuffix(suffix) {
+        return Int(lower.dropLast(suffix.count)).map { $0 * scale }
+    }
+    return Int(lower)
+}
+
+func parseDuration(_ text: String) -> Int? {
+    let lower = text.lowercased()
+    let units: [(String, Int)] = [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)]
+    for (suffix, scale) in units where lower.hasSuffix(suffix) {
+        return Int(lower.dropLast(suffix.count)).map { $0 * scale }
+    }
+    return Int(lower)
+}
+
+func makeLogger(level: String?, format: String?) -> Logger {
+    let levelValue = Logger.Level(rawValue: level ?? environment("LOG_LEVEL") ?? "info") ?? .info
+    let json = (format ?? environment("LOG_FORMAT")) == "json"
+    LoggingSystem.bootstrap { label in
+        var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
+        handler.logLevel = levelValue
+        return handler
+    }
+    return Logger(label: "tally")
+}
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Serve the Analytics API over HTTP.")
+
+    @OptionGroup var data: DataDirectoryOption
+    @Option(help: "Address to bind (env TALLY_HOST; default 0.0.0.0).") var host: String?
+    @Option(help: "Port (env TALLY_PORT; default 8080).") var port: Int?
+    @Option(help: "Roll log segments at this size, e.g. 64MiB (env TALLY_SEGMENT_MAX_BYTES).") var segmentMaxBytes: String?
+    @Option(help: "Roll log segments at this age, e.g. 1h (env TALLY_SEGMENT_MAX_AGE).") var segmentMaxAge: String?
+    @Option(help: "Codec of ingested batches: lz4 or zstd (env TALLY_CODEC; default lz4).") var codec: String?
+    @Option(help: "Remember client event_ids this long, e.g. 7d (env TALLY_IDEMPOTENCY_WINDOW).") var idempotencyWindow: String?
+    @Flag(help: "Do not enforce rate limits, for benchmarks (env TALLY_NO_RATE_LIMITS=1).") var noRateLimits = false
+    @Option(
+        name: .customLong("rate-limit"),
+        help: "Override a limit: OPERATION=N/UNIT for track, batch, query, export; prefix project: for per-project (env TALLY_RATE_LIMITS, comma-separated).")
+    var rateLimits: [String] = []
+    @Flag(help: "Acknowledge before fsync. Unsafe: only for throwaway benchmarks.") var unsafeNoFsync = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error (env TALLY_LOG_LEVEL).") var logLevel: String?
+    @Option(help: "Log format: text or json (env TALLY_LOG_FORMAT).") var logFormat: String?
+
+    func run() async throws {
+        let logger = makeLogger(level: logLevel, format: logFormat)
+        var config = ServerConfiguration()
+        config.dataDirectory = data.path
+        if let h = host ?? environment("HOST") { config.host = h }
+        if let p = port ?? environment("PORT").flatMap(Int.init) { config.port = p }
+        if let text = segmentMaxBytes ?? environment("SEGMENT_MAX_BYTES") {
+            guard let v = parseSize(text), v >= 4096 else { throw CLIError("--segment-max-bytes: \"\(text)\" is not a size of at least 4KiB") }
+            config.log.segmentMaxBytes = v
+        }
+        if let text = segmentMaxAge ?? environment("SEGMENT_MAX_AGE") {
+            guard let v = parseDuration(text), v > 0 else { throw CLIError("--segment-max-age: \"\(text)\" is not a duration like 30m or 1h") }
+            config.log.segmentMaxAgeSeconds = v
+        }
+        if let text = idempotencyWindow ?? environment("IDEMPOTENCY_WINDOW") {
+            guard let v = parseDuration(text), v > 0 else { throw CLIError("--idempotency-window: \"\(text)\" is not a duration like 7d") }
+            config.log.idempotencyWindowSeconds = v
+        }
+        if let text = codec ?? environment("CODEC") {
+            guard let c = Codec(name: text), c != .none else { throw CLIError("--codec: \"\(text)\" is not lz4 or zstd") }
+            config.codec = c
+        }
+        if noRateLimits || environment("NO_RATE_LIMITS") == "1" { config.rateLimits.enabled = false }
+        let overrides = rateLimits + (environment("RATE_LIMITS")?.split(separator: ",").map(String.init) ?? [])
+        for text in overrides {
+            var spec = text
+            let perProject = spec.hasPrefix("project:")
+            if perProject { spec.removeFirst("project:".count) }
+            let parts = spec.split(separator: "=", maxSplits: 1)
+            guard parts.count == 2, let op = RateLimitedOperation(rawValue: String(parts[0])) else {
+                throw CLIError("--rate-limit: \"\(text)\" must look like batch=100/minute or project:export=10/hour")
+            }
+            let limit: RateLimit?
+            if parts[1] == "off" {
+                limit = nil
+            } else {
+                guard let l = RateLimit(parsing: String(parts[1])) else {
+                    throw CLIError("--rate-limit: \"\(parts[1])\" must look like 100/minute or off")
+                }
+                limit = l
+            }
+            if perProject { config.rateLimits.perProject[op] = limit } else { config.rateLimits.perToken[op] = limit }
+        }
+        if unsafeNoFsync { config.log.fsync = false }
+
+        let server = try TallyServer(configuration: config, logger: logger)
+        let created = try server.metadata.bootstrapIfEmpty()
+        if !created.isEmpty {
+            var text = "Created project \"default\" in \(config.dataDirectory).\n"
+            for c in created { text += "  \(c.key.scope.rawValue) token: \(c.token)\n" }
+            text += "Store these tokens now: only their hashes are kept.\n"
+            text.withUTF8 { FileHandleWriter.stdout($0) }
+        }
+        // Open (and recover) every known project's log before taking traffic.
+        for project in try server.metadata.projects() { _ = try server.logs.log(for: project) }
+        logger.info("serving", metadata: ["address": "\(config.host):\(config.port)", "data_dir": "\(config.dataDirectory)"])
+        try await server.run()
+    }
+}
