@@ -9,7 +9,7 @@ struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A self-hosted analytics server for chat bots and products.",
-        subcommands: [Serve.self, Keys.self, Log.self, Import.self],
+        subcommands: [Serve.self, Keys.self, Log.self, Import.self, BaselineServe.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -136,5 +136,17 @@ struct Serve: AsyncParsableCommand {
         for project in try server.metadata.projects() { _ = try server.logs.log(for: project) }
         logger.info("serving", metadata: ["address": "\(config.host):\(config.port)", "data_dir": "\(config.dataDirectory)"])
         try await server.run()
+    }
+}
+
+/// The bare-route yardstick for HTTP benchmarks; hidden from help.
+struct BaselineServe: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "baseline-server", abstract: "Serve a bare POST /baseline route (benchmark yardstick).", shouldDisplay: false)
+    @Option var host = "127.0.0.1"
+    @Option var port = 8081
+
+    func run() async throws {
+        try await BaselineServer.run(host: host, port: port)
     }
 }
