@@ -68,7 +68,7 @@ let package = Package(
 
         .testTarget(
             name: "EventLogTests",
-            dependencies: ["EventLog"],
+            dependencies: ["EventLog", "CLZ4", "CZstd", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -14,7 +14,7 @@
 /// | 32 | 8 | minimum event timestamp, µs |
 /// | 40 | 8 | maximum event timestamp, µs |
 /// | 48 | 4 | CRC32C of bytes 0..<48 |
-/// | 52 | 4 | reserved (0) |
+/// | 52 | 4 | reserved, must be 0 (a non-zero value is damage) |
 public struct BatchHeader: Equatable, Sendable {
     public static let size = 56
     public static let magic: UInt32 = 0x5441_4254  // "TBAT" read little-endian
@@ -102,6 +102,9 @@ public struct BatchHeader: Equatable, Sendable {
         let stored = UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: 48, as: UInt32.self))
         let computed = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: bytes[0..<48]))
         guard stored == computed else { return .failure(.headerChecksumMismatch(stored: stored, computed: computed)) }
+        guard bytes.loadUnaligned(fromByteOffset: 52, as: UInt32.self) == 0 else {
+            return .failure(.headerChecksumMismatch(stored: stored, computed: computed))
+        }
         let version = bytes[4]
         guard version == BatchHeader.version else { return .failure(.unsupportedVersion(version)) }
         guard let codec = Codec(rawValue: bytes[5]) else { return .failure(.unknownCodec(bytes[5])) }

@@ -183,7 +183,8 @@ public final class EventEncoder {
             guard s.count <= limits.maxIdentifierBytes else {
                 return .invalid("\(field)", "is \(s.count) bytes long; the limit is \(limits.maxIdentifierBytes)")
             }
-        case TJ_INT64_KIND, TJ_UINT64_KIND where bit != EventRecord.hasClientEventId: break
+        case TJ_INT64_KIND where bit != EventRecord.hasClientEventId, TJ_UINT64_KIND where bit != EventRecord.hasClientEventId:
+            break
         default:
             return .invalid("\(field)", bit == EventRecord.hasClientEventId ? "must be a string" : "must be a string or an integer")
         }

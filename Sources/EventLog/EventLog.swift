@@ -343,6 +343,12 @@ public struct LogCheckpoint: Equatable, Sendable {
     public var offset: UInt64
     public var nextSequence: UInt64
 
+    public init(segmentFirstSequence: UInt64, offset: UInt64, nextSequence: UInt64) {
+        self.segmentFirstSequence = segmentFirstSequence
+        self.offset = offset
+        self.nextSequence = nextSequence
+    }
+
     public func encoded() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: LogCheckpoint.size)
         bytes.withUnsafeMutableBytes { p in

@@ -1,0 +1,244 @@
+import EventLog
+import Foundation
+import Logging
+import Testing
+
+@Suite struct EventLogTests {
+    @Test func appendsAreReadBackInOrder() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path)
+        var rng = SeededRandom(seed: 1)
+        var written: [Event] = []
+        for _ in 0..<20 {
+            let events = (0..<Int.random(in: 1...50, using: &rng)).map { _ in randomEvent(&rng) }
+            let first = try await log.append(try makeBatch(events, codec: Bool.random(using: &rng) ? .lz4 : .zstd))
+            #expect(first == UInt64(written.count))
+            written += events
+        }
+        #expect(log.durableSequence == UInt64(written.count))
+        let read = try readAll(log)
+        #expect(read.count == written.count)
+        for (i, (w, r)) in zip(written, read).enumerated() {
+            var expected = w
+            expected.sequence = UInt64(i)
+            #expect(expected == r)
+        }
+        // From the middle of a batch.
+        let tail = try readAll(log, from: 37)
+        #expect(tail.first?.sequence == 37)
+        #expect(tail.count == written.count - 37)
+        log.close()
+        #expect(try readAllOffline(dir.path).count == written.count)
+    }
+
+    @Test func concurrentAppendsShareCommitsAndGetDistinctSequences() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path)
+        let firsts = try await withThrowingTaskGroup(of: (UInt64, Int).self) { group in
+            for task in 0..<64 {
+                group.addTask {
+                    var rng = SeededRandom(seed: UInt64(task))
+                    let events = (0..<(1 + task % 7)).map { _ in randomEvent(&rng) }
+                    return (try await log.append(try makeBatch(events)), events.count)
+                }
+            }
+            var all: [(UInt64, Int)] = []
+            for try await r in group { all.append(r) }
+            return all.sorted { $0.0 < $1.0 }
+        }
+        var expected: UInt64 = 0
+        for (first, count) in firsts {
+            #expect(first == expected)
+            expected += UInt64(count)
+        }
+        #expect(log.durableSequence == expected)
+        #expect(try readAll(log).count == Int(expected))
+        log.close()
+    }
+
+    @Test func segmentsRollBySizeAndReopenContinuesTheSequence() async throws {
+        let dir = TemporaryDirectory()
+        var config = EventLog.Configuration()
+        config.segmentMaxBytes = 4096
+        var rng = SeededRandom(seed: 9)
+        do {
+            let log = try EventLog.open(directory: dir.path, configuration: config)
+            for _ in 0..<40 { _ = try await log.append(try makeBatch((0..<10).map { _ in randomEvent(&rng) }, codec: .none)) }
+            log.close()
+        }
+        let segments = try SegmentName.list(in: dir.path)
+        #expect(segments.count > 3)
+        let log = try EventLog.open(directory: dir.path, configuration: config)
+        #expect(log.durableSequence == 400)
+        let first = try await log.append(try makeBatch([randomEvent(&rng)]))
+        #expect(first == 400)
+        let events = try readAll(log, from: 123)
+        #expect(events.map(\.sequence) == Array(123...400))
+        log.close()
+        let verification = try LogVerifier.verify(directory: dir.path)
+        #expect(verification.problems.isEmpty)
+        #expect(verification.events == 401)
+    }
+
+    @Test func appendAfterCloseFailsCleanly() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path)
+        log.close()
+        await #expect(throws: EventLogError.self) { _ = try await log.append(try makeBatch([Event(name: "x", timestamp: 1, receivedAt: 1)])) }
+    }
+
+    /// Builds a closed log of `batches` batches and returns the byte offset where each batch
+    /// starts in the only segment, plus the offset of its end.
+    func buildLog(_ path: String, batches: Int, seed: UInt64) async throws -> (offsets: [Int], counts: [Int], end: Int) {
+        var rng = SeededRandom(seed: seed)
+        let log = try EventLog.open(directory: path)
+        var counts: [Int] = []
+        for _ in 0..<batches {
+            let events = (0..<Int.random(in: 1...4, using: &rng)).map { _ in randomEvent(&rng) }
+            counts.append(events.count)
+            _ = try await log.append(try makeBatch(events))
+        }
+        log.close()
+        let bytes = try FileIO.readFile(path + "/" + SegmentName.fileName(firstSequence: 0))
+        var offsets: [Int] = []
+        let scan = bytes.withUnsafeBytes { raw in
+            SegmentScanner.scan(raw, from: SegmentHeader.size, expectedSequence: 0) { offset, _, _ in offsets.append(offset) }
+        }
+        #expect(scan.problem == nil)
+        return (offsets, counts, bytes.count)
+    }
+
+    @Test func recoveryKeepsExactlyTheIntactPrefixForEveryCutOfTheLastBatch() async throws {
+        let dir = TemporaryDirectory()
+        let original = dir.path + "/original"
+        let (offsets, counts, end) = try await buildLog(original, batches: 3, seed: 4)
+        let lastStart = offsets.last!
+        let intact = counts.dropLast().reduce(0, +)
+        let segment = SegmentName.fileName(firstSequence: 0)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        for cut in lastStart..<end {
+            let copy = dir.path + "/cut"
+            copyDirectory(original, copy)
+            try FileIO.unlink(copy + "/" + LogCheckpoint.fileName)
+            let fd = try FileIO.open(copy + "/" + segment, flags: O_RDWR)
+            try FileIO.truncate(fd, to: cut, path: segment)
+            FileIO.close(fd)
+            let log = try EventLog.open(directory: copy, logger: logger)
+            #expect(log.durableSequence == UInt64(intact), "cut at \(cut)")
+            #expect(try readAll(log).count == intact)
+            // The log stays appendable right after the intact prefix.
+            let first = try await log.append(try makeBatch([Event(name: "after", timestamp: 5, receivedAt: 5)]))
+            #expect(first == UInt64(intact))
+            log.close()
+            #expect(try LogVerifier.verify(directory: copy).problems.isEmpty)
+        }
+    }
+
+    @Test func recoveryTruncatesAtAFlippedBitAndNeverCrashes() async throws {
+        let dir = TemporaryDirectory()
+        let original = dir.path + "/original"
+        let (offsets, counts, end) = try await buildLog(original, batches: 6, seed: 8)
+        let segment = SegmentName.fileName(firstSequence: 0)
+        let bytes = try FileIO.readFile(original + "/" + segment)
+        var rng = SeededRandom(seed: 99)
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        for _ in 0..<150 {
+            let position = Int.random(in: SegmentHeader.size..<end, using: &rng)
+            var damaged = bytes
+            damaged[position] ^= UInt8(1 << Int.random(in: 0..<8, using: &rng))
+            let copy = dir.path + "/flip"
+            copyDirectory(original, copy)
+            try FileIO.unlink(copy + "/" + LogCheckpoint.fileName)
+            try FileIO.writeAtomically(damaged, to: copy + "/" + segment)
+            // The damaged batch and everything after it are dropped; all before it is kept.
+            let damagedBatch = offsets.lastIndex { $0 <= position }!
+            let intact = counts[..<damagedBatch].reduce(0, +)
+            let log = try EventLog.open(directory: copy, logger: logger)
+            #expect(log.durableSequence == UInt64(intact), "flip at \(position)")
+            #expect(try readAll(log).count == intact)
+            log.close()
+        }
+    }
+
+    @Test func verifyReportsCorruptionWithFileAndOffset() async throws {
+        let dir = TemporaryDirectory()
+        let (offsets, _, _) = try await buildLog(dir.path, batches: 4, seed: 3)
+        let segment = dir.path + "/" + SegmentName.fileName(firstSequence: 0)
+        var bytes = try FileIO.readFile(segment)
+        bytes[offsets[2] + BatchHeader.size + 3] ^= 0x10
+        try FileIO.writeAtomically(bytes, to: segment)
+        let result = try LogVerifier.verify(directory: dir.path)
+        #expect(result.problems.count == 1)
+        #expect(result.problems.first?.file == segment)
+        #expect(result.problems.first?.offset == offsets[2])
+        #expect(result.problems.first?.message.contains("payload CRC32C mismatch") == true)
+    }
+
+    @Test func aSegmentTornWhileBeingCreatedIsRemoved() async throws {
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 1)
+        let log = try EventLog.open(directory: dir.path)
+        _ = try await log.append(try makeBatch((0..<5).map { _ in randomEvent(&rng) }))
+        log.close()
+        // A crash right after creating the next segment file, before its header was written.
+        try FileIO.writeAtomically([0x54, 0x41], to: dir.path + "/" + SegmentName.fileName(firstSequence: 5))
+        var logger = Logger(label: "test")
+        logger.logLevel = .critical
+        let reopened = try EventLog.open(directory: dir.path, logger: logger)
+        #expect(reopened.durableSequence == 5)
+        #expect(try await reopened.append(try makeBatch([randomEvent(&rng)])) == 5)
+        reopened.close()
+        #expect(try SegmentName.list(in: dir.path).count == 1)
+    }
+
+    @Test func idempotencyIndexSurvivesRestartWithAndWithoutSnapshots() async throws {
+        let dir = TemporaryDirectory()
+        let ids = (0..<100).map { "client-\($0)" }
+        do {
+            let log = try EventLog.open(directory: dir.path)
+            let builder = BatchBuilder()
+            var keys: [BatchClientKey] = []
+            for (i, id) in ids.enumerated() {
+                let key = IdempotencyKey(id)
+                guard case .reserved = log.idempotency.reserve(key) else {
+                    Issue.record("fresh id not reserved")
+                    return
+                }
+                builder.append(Event(name: "e", timestamp: Int64(i), receivedAt: currentMicros(), clientEventId: id))
+                keys.append(BatchClientKey(key: key, index: UInt32(i), timestamp: Int64(i)))
+            }
+            var batch = try builder.seal(codec: .lz4)
+            batch.clientKeys = keys
+            _ = try await log.append(batch)
+            if case .stored(let entry) = log.idempotency.reserve(IdempotencyKey("client-7")) {
+                #expect(entry.sequence == 7)
+                #expect(entry.timestamp == 7)
+            } else {
+                Issue.record("stored id not found")
+            }
+            log.close()  // writes a snapshot
+        }
+        for withSnapshots in [true, false] {
+            if !withSnapshots {
+                try FileManager.default.removeItem(atPath: dir.path + "/idempotency")
+            }
+            let log = try EventLog.open(directory: dir.path)
+            #expect(log.idempotency.count == 100)
+            guard case .stored(let entry) = log.idempotency.reserve(IdempotencyKey("client-42")) else {
+                Issue.record("id forgotten after restart (snapshots: \(withSnapshots))")
+                log.close()
+                return
+            }
+            #expect(entry.sequence == 42)
+            guard case .reserved = log.idempotency.reserve(IdempotencyKey("client-new")) else {
+                Issue.record("new id not reserved")
+                log.close()
+                return
+            }
+            log.idempotency.release([BatchClientKey(key: IdempotencyKey("client-new"), index: 0, timestamp: 0)])
+            log.close()
+        }
+    }
+}
