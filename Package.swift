@@ -76,6 +76,8 @@ let package = Package(
             dependencies: [
                 "AnalyticsServer", "EventLog",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings
         ),

@@ -109,7 +109,7 @@ public final class TallyServer: Sendable {
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: limit)
-        } catch let error as HTTPError where error.status == .contentTooLarge {
+        } catch is NIOTooManyBytesError {
             throw APIError(
                 .contentTooLarge, batch ? "payload_too_large" : "event_too_large",
                 "request body is larger than \(limit) bytes", headers: headers)
@@ -267,6 +267,8 @@ struct ErrorAndMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
                     }
                 let message = e.status == .notFound ? "no route for \(request.method.rawValue) \(request.uri.path)" : (e.body ?? e.status.reasonPhrase)
                 apiError = APIError(e.status, code, message, headers: e.headers)
+            case let e as any HTTPResponseError where e.status == .contentTooLarge:
+                apiError = APIError(e.status, "payload_too_large", "request body is too large")
             default:
                 logger.error("unhandled error", metadata: ["error": "\(error)", "path": "\(request.uri.path)"])
                 apiError = APIError(.internalServerError, "internal_error", "internal error")
