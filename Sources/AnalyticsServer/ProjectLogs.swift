@@ -35,7 +35,7 @@ public final class ProjectLogs: Sendable {
             let metrics = self.metrics
             let log = try EventLog.open(
                 directory: Self.logDirectory(dataDirectory: dataDirectory, project: project), configuration: configuration,
-                logger: logger, onCommit: { metrics.recordCommit($0) })
+                logger: logger, loadIdempotencyInBackground: true, onCommit: { metrics.recordCommit($0) })
             logs.withLock { $0[project] = log }
             return log
         }

@@ -12,7 +12,7 @@ public struct ServerConfiguration: Sendable {
     public var codec: Codec = .lz4
     public var rateLimits = RateLimitConfiguration()
     /// How often idempotency snapshots are written and API keys re-read, in seconds.
-    public var maintenanceIntervalSeconds = 5
+    public var maintenanceIntervalSeconds = 2
 
     public init() {}
 }

@@ -123,7 +123,13 @@ public final class TallyServer: Sendable {
         }
         let prepared: Ingestor.PreparedRequest
         do {
-            prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
+            do {
+                prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
+            } catch is IdempotencyIndexNotReady {
+                // Just restarted: client ids can be checked once the index has loaded.
+                await log.idempotency.waitUntilReady()
+                prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
+            }
         } catch let error as IngestRequestError {
             throw APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)
         }

@@ -5,7 +5,7 @@
 /// | 0 | 4 | magic `TBAT` |
 /// | 4 | 1 | format version (1) |
 /// | 5 | 1 | codec (0 none, 1 LZ4, 2 Zstd) |
-/// | 6 | 2 | flags (0) |
+/// | 6 | 2 | flags: bit 0 = some event carries a client `event_id`; other bits 0 |
 /// | 8 | 4 | payload length on disk |
 /// | 12 | 4 | payload length uncompressed |
 /// | 16 | 4 | event count |
@@ -23,6 +23,8 @@ public struct BatchHeader: Equatable, Sendable {
     public static let maxPayloadBytes = 256 << 20
 
     public var codec: Codec
+    /// Bit 0: some event carries a client `event_id`, so idempotency replay must read it.
+    public var flags: UInt16 = 0
     public var payloadLength: UInt32
     public var uncompressedLength: UInt32
     public var eventCount: UInt32
@@ -30,6 +32,8 @@ public struct BatchHeader: Equatable, Sendable {
     public var firstSequence: UInt64
     public var minTimestamp: Int64
     public var maxTimestamp: Int64
+
+    public static let hasClientEventIds: UInt16 = 1
 
     public var frameLength: Int { BatchHeader.size + Int(payloadLength) }
     /// The sequence number after this batch's last event.
@@ -54,7 +58,7 @@ public struct BatchHeader: Equatable, Sendable {
         pointer.storeBytes(of: BatchHeader.magic.littleEndian, toByteOffset: 0, as: UInt32.self)
         pointer.storeBytes(of: BatchHeader.version, toByteOffset: 4, as: UInt8.self)
         pointer.storeBytes(of: codec.rawValue, toByteOffset: 5, as: UInt8.self)
-        pointer.storeBytes(of: UInt16(0), toByteOffset: 6, as: UInt16.self)
+        pointer.storeBytes(of: flags.littleEndian, toByteOffset: 6, as: UInt16.self)
         pointer.storeBytes(of: payloadLength.littleEndian, toByteOffset: 8, as: UInt32.self)
         pointer.storeBytes(of: uncompressedLength.littleEndian, toByteOffset: 12, as: UInt32.self)
         pointer.storeBytes(of: eventCount.littleEndian, toByteOffset: 16, as: UInt32.self)
@@ -109,12 +113,15 @@ public struct BatchHeader: Equatable, Sendable {
         guard version == BatchHeader.version else { return .failure(.unsupportedVersion(version)) }
         guard let codec = Codec(rawValue: bytes[5]) else { return .failure(.unknownCodec(bytes[5])) }
         func u32(_ at: Int) -> UInt32 { UInt32(littleEndian: bytes.loadUnaligned(fromByteOffset: at, as: UInt32.self)) }
-        let header = BatchHeader(
+        let flags = UInt16(littleEndian: bytes.loadUnaligned(fromByteOffset: 6, as: UInt16.self))
+        guard flags & ~BatchHeader.hasClientEventIds == 0 else { return .failure(.headerChecksumMismatch(stored: stored, computed: computed)) }
+        var header = BatchHeader(
             codec: codec, payloadLength: u32(8), uncompressedLength: u32(12), eventCount: u32(16),
             payloadChecksum: u32(20),
             firstSequence: UInt64(littleEndian: bytes.loadUnaligned(fromByteOffset: 24, as: UInt64.self)),
             minTimestamp: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 32, as: Int64.self)),
             maxTimestamp: Int64(littleEndian: bytes.loadUnaligned(fromByteOffset: 40, as: Int64.self)))
+        header.flags = flags
         guard Int(header.payloadLength) <= maxPayloadBytes, Int(header.uncompressedLength) <= maxPayloadBytes else {
             return .failure(.implausibleLength(max(header.payloadLength, header.uncompressedLength)))
         }
@@ -165,9 +172,9 @@ public struct PreparedBatch: Sendable {
 /// Accumulates encoded event records and seals them into a `PreparedBatch`.
 public final class BatchBuilder {
     public let records = OutputBuffer(capacity: 256 * 1024)
-    public private(set) var eventCount = 0
-    public private(set) var minTimestamp = Int64.max
-    public private(set) var maxTimestamp = Int64.min
+    @exclusivity(unchecked) public private(set) var eventCount = 0
+    @exclusivity(unchecked) public private(set) var minTimestamp = Int64.max
+    @exclusivity(unchecked) public private(set) var maxTimestamp = Int64.min
     let compressed = OutputBuffer(capacity: 64 * 1024)
 
     public init() {}

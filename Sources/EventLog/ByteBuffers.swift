@@ -4,9 +4,11 @@
 /// It is a class because encoders hand it around and keep appending; it is never shared across
 /// threads while being written.
 public final class OutputBuffer {
-    public private(set) var base: UnsafeMutableRawPointer
-    public private(set) var capacity: Int
-    public var count: Int = 0
+    // Unchecked exclusivity: these are touched on every append in the ingest hot path, the
+    // buffer is never shared across threads, and no append re-enters another.
+    @exclusivity(unchecked) public private(set) var base: UnsafeMutableRawPointer
+    @exclusivity(unchecked) public private(set) var capacity: Int
+    @exclusivity(unchecked) public var count: Int = 0
 
     public init(capacity: Int = 64 * 1024) {
         self.capacity = max(capacity, 64)

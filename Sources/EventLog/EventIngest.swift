@@ -49,10 +49,13 @@ public struct EncodedEvent {
 /// `IngestWorkspace`).
 public final class EventEncoder {
     public let limits: IngestLimits
-    private var keyPath = [UInt8](repeating: 0, count: 4096)
+    /// The dotted key being built while flattening; fixed size, allocated once.
+    private let keyPath = UnsafeMutableRawBufferPointer.allocate(byteCount: 4096, alignment: 8)
     private let scratch = OutputBuffer(capacity: 1024)
 
     public init(limits: IngestLimits) { self.limits = limits }
+
+    deinit { keyPath.deallocate() }
 
     /// Encodes the event object at token `index` onto `builder`. On error nothing is appended.
     /// `sentAt` is the batch-level `sent_at`, if any.
@@ -271,14 +274,14 @@ public final class EventEncoder {
                     "property_key_too_long",
                     "property key \"\(String(decoding: keyPath[0..<length].prefix(64), as: UTF8.self))\(String(decoding: key.prefix(64), as: UTF8.self))...\" is longer than \(limits.maxKeyBytes) bytes")
             }
-            keyPath.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: length).copyMemory(from: key.baseAddress!, byteCount: key.count) }
+            keyPath.baseAddress!.advanced(by: length).copyMemory(from: key.baseAddress!, byteCount: key.count)
             length += key.count
             let kind = tokens.kind(value)
             if kind == TJ_OBJECT_KIND {
                 if let error = writeProperties(tokens, object: value, prefixLength: length, into: out) { return error }
                 continue
             }
-            keyPath.withUnsafeBytes { out.append(lengthPrefixed: UnsafeRawBufferPointer(rebasing: $0[0..<length])) }
+            out.append(lengthPrefixed: UnsafeRawBufferPointer(start: keyPath.baseAddress, count: length))
             switch kind {
             case TJ_STRING_KIND:
                 out.append(byte: EventRecord.Tag.string.rawValue)

@@ -64,7 +64,7 @@ public final class EventLog: @unchecked Sendable {
 
     struct PendingAppend {
         var batch: PreparedBatch
-        var continuation: CheckedContinuation<UInt64, any Error>
+        var completion: @Sendable (Result<UInt64, any Error>) -> Void
     }
 
     struct PublishedState {
@@ -78,6 +78,7 @@ public final class EventLog: @unchecked Sendable {
     /// Client `event_id`s already stored, kept in step with what is durable.
     public let idempotency: IdempotencyIndex
     let lastPersistedThrough = Mutex<UInt64>(0)
+    let persistLock = Mutex<Void>(())
     let logger: Logger
     let onCommit: (@Sendable (CommitStatistics) -> Void)?
 
@@ -102,20 +103,43 @@ public final class EventLog: @unchecked Sendable {
 
     /// Opens (creating if needed) the log in `directory`, recovering from a crash first:
     /// the tail after the last intact batch is truncated and logged.
+    ///
+    /// With `loadIdempotencyInBackground`, the log takes appends at once and the idempotency
+    /// index loads on a thread of its own; until it is ready, `IdempotencyIndex.reserve`
+    /// answers `.notReady` (the server then waits for it). A server restarted after a crash
+    /// thus accepts traffic within the time recovery itself takes.
     public static func open(
         directory: String, configuration: Configuration = .init(), logger: Logger = Logger(label: "tally.log"),
-        onCommit: (@Sendable (CommitStatistics) -> Void)? = nil
+        loadIdempotencyInBackground: Bool = false, onCommit: (@Sendable (CommitStatistics) -> Void)? = nil
     ) throws -> EventLog {
         try FileIO.makeDirectories(directory)
         let recovered = try LogRecovery.recover(directory: directory, logger: logger)
         let log = EventLog(directory: directory, configuration: configuration, logger: logger, onCommit: onCommit, recovered: recovered)
-        do {
-            try log.loadIdempotency()
-        } catch {
-            FileIO.close(log.fd)
-            throw error
+        let through = recovered.nextSequence
+        let snapshot = log.snapshot()
+        if loadIdempotencyInBackground {
+            log.start()
+            let loader = Thread {
+                do {
+                    try log.loadIdempotency(through: through, snapshot: snapshot)
+                } catch {
+                    log.logger.critical(
+                        "could not load the idempotency index; client event_ids from before this start may be stored twice",
+                        metadata: ["error": "\(error)"])
+                    log.idempotency.markReady()
+                }
+            }
+            loader.name = "tally-idempotency-load"
+            loader.start()
+        } else {
+            do {
+                try log.loadIdempotency(through: through, snapshot: snapshot)
+            } catch {
+                FileIO.close(log.fd)
+                throw error
+            }
+            log.start()
         }
-        log.start()
         return log
     }
 
@@ -162,23 +186,29 @@ public final class EventLog: @unchecked Sendable {
     /// Appends one batch and returns its first sequence number once it is durable.
     public func append(_ batch: PreparedBatch) async throws -> UInt64 {
         try await withCheckedThrowingContinuation { continuation in
-            queueLock.lock()
-            if let poison {
-                queueLock.unlock()
-                idempotency.release(batch.clientKeys)
-                continuation.resume(throwing: EventLogError.poisoned(poison))
-                return
-            }
-            if stopping {
-                queueLock.unlock()
-                idempotency.release(batch.clientKeys)
-                continuation.resume(throwing: EventLogError.closed)
-                return
-            }
-            queue.append(PendingAppend(batch: batch, continuation: continuation))
-            queueLock.signal()
-            queueLock.unlock()
+            append(batch) { continuation.resume(with: $0) }
         }
+    }
+
+    /// Appends one batch and calls `completion` on the writer thread once it is durable (or
+    /// failed). For callers on threads of their own, such as the importer's workers.
+    public func append(_ batch: PreparedBatch, completion: @escaping @Sendable (Result<UInt64, any Error>) -> Void) {
+        queueLock.lock()
+        if let poison {
+            queueLock.unlock()
+            idempotency.release(batch.clientKeys)
+            completion(.failure(EventLogError.poisoned(poison)))
+            return
+        }
+        if stopping {
+            queueLock.unlock()
+            idempotency.release(batch.clientKeys)
+            completion(.failure(EventLogError.closed))
+            return
+        }
+        queue.append(PendingAppend(batch: batch, completion: completion))
+        queueLock.signal()
+        queueLock.unlock()
     }
 
     /// Writes what is queued, stops the writer thread, records a checkpoint and the
@@ -230,7 +260,7 @@ public final class EventLog: @unchecked Sendable {
         if let poison {
             for item in group {
                 idempotency.release(item.batch.clientKeys)
-                item.continuation.resume(throwing: EventLogError.poisoned(poison))
+                item.completion(.failure(EventLogError.poisoned(poison)))
             }
             return
         }
@@ -246,6 +276,7 @@ public final class EventLog: @unchecked Sendable {
             for item in group {
                 var header = item.batch.header
                 header.firstSequence = sequence
+                if !item.batch.clientKeys.isEmpty { header.flags |= BatchHeader.hasClientEventIds }
                 let at = writeBuffer.count
                 item.batch.frame.withUnsafeBytes { writeBuffer.append($0) }
                 header.write(to: writeBuffer.base + at)
@@ -270,7 +301,7 @@ public final class EventLog: @unchecked Sendable {
                 idempotency.commit(item.batch.clientKeys, firstSequence: first, receivedSecond: receivedSecond, through: sequence)
             }
             idempotency.markIndexed(through: sequence)
-            for (item, first) in zip(group, firstSequences) { item.continuation.resume(returning: first) }
+            for (item, first) in zip(group, firstSequences) { item.completion(.success(first)) }
             onCommit?(CommitStatistics(batches: group.count, events: events, bytes: writeBuffer.count, fsyncNanoseconds: fsyncNanos))
             if bytesSinceCheckpoint >= configuration.checkpointEveryBytes { try? writeCheckpoint() }
         } catch {
@@ -288,7 +319,7 @@ public final class EventLog: @unchecked Sendable {
             }
             for item in group {
                 idempotency.release(item.batch.clientKeys)
-                item.continuation.resume(throwing: error)
+                item.completion(.failure(error))
             }
         }
     }

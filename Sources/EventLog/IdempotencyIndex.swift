@@ -80,6 +80,8 @@ public final class IdempotencyIndex: Sendable {
     }
 
     public enum Reservation {
+        /// The index is still loading after a start: wait with `waitUntilReady` and retry.
+        case notReady
         /// New id: it is now reserved for the caller, who must append or `release` it.
         case reserved
         /// Already stored.
@@ -100,6 +102,53 @@ public final class IdempotencyIndex: Sendable {
 
     let state = Mutex(State())
     public let windowSeconds: Int
+    private let readiness = Mutex<(ready: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    /// False while the index is still being loaded after a start; ids cannot be checked yet.
+    public var isReady: Bool { readiness.withLock { $0.ready } }
+
+    /// Returns once the index is loaded.
+    public func waitUntilReady() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let ready = readiness.withLock { r -> Bool in
+                if !r.ready { r.waiters.append(c) }
+                return r.ready
+            }
+            if ready { c.resume() }
+        }
+    }
+
+    func markReady() {
+        let waiters = readiness.withLock { r in
+            r.ready = true
+            defer { r.waiters = [] }
+            return r.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    func reserveCapacity(_ n: Int) {
+        state.withLock { $0.committed.reserveCapacity(n) }
+    }
+
+    /// Inserts the packed entries of a snapshot file (see `IdempotencySnapshots`).
+    func restoreSnapshot(_ packed: UnsafeRawBufferPointer, count: Int, cutoff: UInt32) {
+        state.withLock { s in
+            for i in 0..<count {
+                let at = i * IdempotencySnapshots.entrySize
+                let second = UInt32(littleEndian: packed.loadUnaligned(fromByteOffset: at + 32, as: UInt32.self))
+                guard second >= cutoff else { continue }
+                let key = IdempotencyKey(
+                    high: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
+                    low: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
+                s.committed[key] = Entry(
+                    sequence: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 16, as: UInt64.self)),
+                    timestamp: Int64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 24, as: Int64.self)),
+                    receivedSecond: second)
+                if second < s.oldestSecond { s.oldestSecond = second }
+            }
+        }
+    }
 
     public init(windowSeconds: Int = 7 * 86_400) {
         self.windowSeconds = windowSeconds
@@ -108,7 +157,8 @@ public final class IdempotencyIndex: Sendable {
     public var count: Int { state.withLock { $0.committed.count } }
 
     public func reserve(_ key: IdempotencyKey) -> Reservation {
-        state.withLock { s in
+        guard isReady else { return .notReady }
+        return state.withLock { s in
             if let entry = s.committed[key] { return .stored(entry) }
             if let inFlight = s.pending[key] { return .inFlight(inFlight) }
             s.pending[key] = InFlight()

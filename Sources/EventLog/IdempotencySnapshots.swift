@@ -24,6 +24,18 @@ enum IdempotencySnapshots {
     static let magic: UInt32 = 0x5844_4954  // "TIDX"
     static let headerSize = 40
     static let entrySize = 36
+    /// More snapshot files than this are merged into one.
+    static let maxFiles = 16
+
+    static func peekThrough(_ bytes: [UInt8]) -> UInt64? {
+        guard bytes.count >= headerSize else { return nil }
+        return bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 16, as: UInt64.self)) }
+    }
+
+    static func peekNewestSecond(_ bytes: [UInt8]) -> UInt32? {
+        guard bytes.count >= headerSize else { return nil }
+        return bytes.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 32, as: UInt32.self)) }
+    }
 
     static func fileName(from: UInt64, through: UInt64) -> String {
         SegmentName.fileName(firstSequence: from).dropLast(4) + "-" + SegmentName.fileName(firstSequence: through).dropLast(4) + ".idx"
@@ -53,10 +65,12 @@ enum IdempotencySnapshots {
         var from: UInt64
         var through: UInt64
         var newestSecond: UInt32
-        var entries: [(IdempotencyKey, IdempotencyIndex.Entry)]
+        var count: Int
     }
 
-    static func decode(_ bytes: [UInt8]) -> Decoded? {
+    /// Checks a snapshot file and hands each entry to `restore`. Returns nil, having restored
+    /// nothing, when the file is damaged.
+    static func decode(_ bytes: [UInt8], restore: (UnsafeRawBufferPointer, Int) -> Void) -> Decoded? {
         bytes.withUnsafeBytes { raw -> Decoded? in
             guard raw.count >= headerSize + 4 else { return nil }
             let stored = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 4, as: UInt32.self))
@@ -66,15 +80,8 @@ enum IdempotencySnapshots {
                 let through = r.read(UInt64.self), let count = r.read(UInt64.self), let newest = r.read(UInt32.self),
                 r.read(UInt32.self) != nil, UInt64(r.remaining) == count * UInt64(entrySize)
             else { return nil }
-            var entries: [(IdempotencyKey, IdempotencyIndex.Entry)] = []
-            entries.reserveCapacity(Int(count))
-            for _ in 0..<count {
-                let key = IdempotencyKey(high: r.read(UInt64.self)!, low: r.read(UInt64.self)!)
-                let entry = IdempotencyIndex.Entry(
-                    sequence: r.read(UInt64.self)!, timestamp: r.read(Int64.self)!, receivedSecond: r.read(UInt32.self)!)
-                entries.append((key, entry))
-            }
-            return Decoded(from: from, through: through, newestSecond: newest, entries: entries)
+            restore(UnsafeRawBufferPointer(rebasing: raw[headerSize..<raw.count - 4]), Int(count))
+            return Decoded(from: from, through: through, newestSecond: newest, count: Int(count))
         }
     }
 }
@@ -82,8 +89,11 @@ enum IdempotencySnapshots {
 extension EventLog {
     var idempotencyDirectory: String { directory + "/" + IdempotencySnapshots.directoryName }
 
-    /// Loads the snapshot files and replays the log after them into `idempotency`.
-    func loadIdempotency() throws {
+    /// Loads the snapshot files and replays the log after them into `idempotency`, up to
+    /// `through` (the durable end of the log when it was opened). Batches whose header says
+    /// they hold no client ids are skipped without decompression.
+    func loadIdempotency(through: UInt64, snapshot logSnapshot: LogSnapshot) throws {
+        let started = monotonicNanos()
         let dir = idempotencyDirectory
         try FileIO.makeDirectories(dir)
         let nowSecond = UInt32(clamping: currentMicros() / 1_000_000)
@@ -91,52 +101,81 @@ extension EventLog {
         var replayFrom: UInt64 = 0
         var corruptFrom: UInt64 = .max
         var loadedFiles = 0
-        for name in try FileIO.listDirectory(dir) {
+        let names = try FileIO.listDirectory(dir)
+        var sizes = 0
+        for name in names where name.hasSuffix(".idx") { sizes += FileIO.fileSize(path: dir + "/" + name) ?? 0 }
+        idempotency.reserveCapacity(sizes / IdempotencySnapshots.entrySize)
+        for name in names {
             let path = dir + "/" + name
             if name.hasSuffix(".tmp") {
                 try FileIO.unlink(path)
                 continue
             }
             guard name.hasSuffix(".idx") else { continue }
-            guard let decoded = IdempotencySnapshots.decode(try FileIO.readFile(path)) else {
+            let bytes = try FileIO.readFile(path)
+            // Files entirely older than the window are deleted without loading.
+            if let newest = IdempotencySnapshots.peekNewestSecond(bytes), newest < cutoff, let through = IdempotencySnapshots.peekThrough(bytes) {
+                try FileIO.unlink(path)
+                replayFrom = max(replayFrom, through)
+                continue
+            }
+            let decoded = IdempotencySnapshots.decode(bytes) { entries, count in
+                idempotency.restoreSnapshot(entries, count: count, cutoff: cutoff)
+            }
+            guard let decoded else {
                 let from = UInt64(name.prefix(20)) ?? 0
                 corruptFrom = min(corruptFrom, from)
                 logger.warning("ignoring corrupt idempotency snapshot; replaying the log instead", metadata: ["file": "\(path)"])
                 try FileIO.unlink(path)
                 continue
             }
-            if decoded.newestSecond < cutoff && !decoded.entries.isEmpty {
-                try FileIO.unlink(path)
-            } else {
-                for (key, entry) in decoded.entries where entry.receivedSecond >= cutoff {
-                    idempotency.restore(key, entry, persisted: true)
-                }
-                loadedFiles += 1
-            }
+            loadedFiles += 1
             replayFrom = max(replayFrom, decoded.through)
         }
         replayFrom = min(replayFrom, corruptFrom)
-        var reader = LogReader(snapshot: snapshot(), from: replayFrom)
+        var reader = LogReader(snapshot: logSnapshot, from: replayFrom)
         var replayed = 0
-        while let event = try reader.next() {
-            guard let id = event.clientEventId else { continue }
-            let second = UInt32(clamping: event.receivedAt / 1_000_000)
-            guard second >= cutoff else { continue }
-            idempotency.restore(
-                IdempotencyKey(id), .init(sequence: event.sequence, timestamp: event.timestamp, receivedSecond: second),
-                persisted: false)
-            replayed += 1
+        var skippedBatches = 0
+        while let (header, payload) = try reader.nextBatch(decompressing: { $0.flags & BatchHeader.hasClientEventIds != 0 }) {
+            if header.firstSequence >= through { break }
+            guard let payload else {
+                skippedBatches += 1
+                continue
+            }
+            try payload.withUnsafeBytes { bytes in
+                var decoder = EventRecordDecoder(payload: bytes, firstSequence: header.firstSequence)
+                while let event = try decoder.next() {
+                    guard event.sequence >= replayFrom, event.sequence < through, let id = event.clientEventId else { continue }
+                    let second = UInt32(clamping: event.receivedAt / 1_000_000)
+                    guard second >= cutoff else { continue }
+                    idempotency.restore(
+                        IdempotencyKey(id), .init(sequence: event.sequence, timestamp: event.timestamp, receivedSecond: second),
+                        persisted: false)
+                    replayed += 1
+                }
+            }
         }
-        idempotency.markIndexed(through: durableSequence)
-        lastPersistedThrough.withLock { $0 = min(replayFrom, durableSequence) }
+        idempotency.markIndexed(through: through)
+        lastPersistedThrough.withLock { $0 = min(replayFrom, through) }
         logger.info(
             "loaded idempotency index",
-            metadata: ["entries": "\(idempotency.count)", "snapshots": "\(loadedFiles)", "replayed_from": "\(replayFrom)", "replayed": "\(replayed)"])
-        if loadedFiles > 32 { try compactIdempotencySnapshots() }
+            metadata: [
+                "entries": "\(idempotency.count)", "snapshots": "\(loadedFiles)", "replayed_from": "\(replayFrom)",
+                "replayed": "\(replayed)", "batches_skipped": "\(skippedBatches)",
+                "ms": "\((monotonicNanos() - started) / 1_000_000)",
+            ])
+        idempotency.markReady()
+        // Record what was replayed right away, so a crash loop never replays it again.
+        if replayed > 0 || loadedFiles > IdempotencySnapshots.maxFiles { try persistIdempotency() }
     }
 
     /// Writes the entries committed since the last call to a new snapshot file.
     public func persistIdempotency() throws {
+        guard idempotency.isReady else { return }
+        try persistLock.withLock { _ in try persistIdempotencyLocked() }
+    }
+
+    private func persistIdempotencyLocked() throws {
         let (entries, through) = idempotency.takeUnpersisted()
         let dir = idempotencyDirectory
         let from = lastPersistedThrough.withLock { $0 }
@@ -153,18 +192,23 @@ extension EventLog {
             throw error
         }
         idempotency.expire(nowSecond: UInt32(clamping: currentMicros() / 1_000_000))
+        if try FileIO.listDirectory(dir).filter({ $0.hasSuffix(".idx") }).count > IdempotencySnapshots.maxFiles {
+            try compactIdempotencySnapshots()
+        }
     }
 
     /// Rewrites all snapshot files as one.
     func compactIdempotencySnapshots() throws {
         let dir = idempotencyDirectory
         let names = try FileIO.listDirectory(dir).filter { $0.hasSuffix(".idx") }
-        let entries = idempotency.state.withLock { s in s.committed.map { ($0.key, $0.value) } }
-        let through = idempotency.indexedThrough
+        // Everything committed so far, and the sequence it covers, taken together.
+        let (entries, through) = idempotency.state.withLock { s in
+            defer { s.unpersisted = [] }
+            return (s.committed.map { ($0.key, $0.value) }, s.indexedThrough)
+        }
         try FileIO.writeAtomically(
             IdempotencySnapshots.encode(entries, from: 0, through: through),
             to: dir + "/" + IdempotencySnapshots.fileName(from: 0, through: through))
-        idempotency.state.withLock { $0.unpersisted = [] }
         lastPersistedThrough.withLock { $0 = through }
         let kept = IdempotencySnapshots.fileName(from: 0, through: through)
         for name in names where name != kept { try FileIO.unlink(dir + "/" + name) }

@@ -17,6 +17,10 @@ public struct IngestRequestError: Error, Equatable, Sendable, CustomStringConver
     public var description: String { "\(code): \(message)" }
 }
 
+/// Thrown by `Ingestor.prepare` when the request carries client `event_id`s and the index is
+/// still loading: await `IdempotencyIndex.waitUntilReady()` and prepare again.
+public struct IdempotencyIndexNotReady: Error {}
+
 /// The fate of one event of a request, in request order.
 public enum IngestedEventResult: Sendable, Equatable {
     /// Stored now: its id and stored timestamp.
@@ -139,7 +143,13 @@ public final class Ingestor: Sendable {
     public func ingest(body: UnsafeRawBufferPointer, batch: Bool, into log: EventLog, receivedAt: Int64 = currentMicros())
         async throws -> [IngestedEventResult]
     {
-        let request = try prepare(body: body, batch: batch, for: log, receivedAt: receivedAt)
+        let request: PreparedRequest
+        do {
+            request = try prepare(body: body, batch: batch, for: log, receivedAt: receivedAt)
+        } catch is IdempotencyIndexNotReady {
+            await log.idempotency.waitUntilReady()
+            request = try prepare(body: body, batch: batch, for: log, receivedAt: receivedAt)
+        }
         return try await complete(request, into: log)
     }
 
@@ -235,6 +245,9 @@ public final class Ingestor: Sendable {
                 case .inFlight(let inFlight):
                     builder.removeLast(recordStart: event.recordStart)
                     pending.append(.waiting(inFlight, id))
+                case .notReady:
+                    idempotency.release(keys)
+                    throw IdempotencyIndexNotReady()
                 }
             }
         }

@@ -35,6 +35,15 @@ public struct LogReader {
     /// The next batch (header and uncompressed payload) that holds events at or after the
     /// start sequence, or nil at the end of the durable log.
     public mutating func nextBatch() throws -> (BatchHeader, [UInt8])? {
+        while let (header, payload) = try nextBatch(decompressing: { _ in true }) {
+            if let payload { return (header, payload) }
+        }
+        return nil
+    }
+
+    /// The next batch at or after the start sequence; its payload is decompressed only when
+    /// `decompressing` says so (nil otherwise), so a scan can skip batches by header.
+    public mutating func nextBatch(decompressing: (BatchHeader) -> Bool) throws -> (BatchHeader, [UInt8]?)? {
         while segmentIndex < snapshot.segments.count {
             let segment = snapshot.segments[segmentIndex]
             let path = snapshot.directory + "/" + segment.name
@@ -56,7 +65,7 @@ public struct LogReader {
                             return .failure(.sequenceGap(expected: expectedSequence, found: header.firstSequence))
                         }
                         if header.endSequence <= startSequence { return .success((header, nil)) }
-                        return .success((header, try header.decompress(payload)))
+                        return .success((header, decompressing(header) ? try header.decompress(payload) : []))
                     }
                 }
                 switch result {
@@ -70,7 +79,7 @@ public struct LogReader {
                 case .success(let (header, payload)):
                     offset += header.frameLength
                     expectedSequence = header.endSequence
-                    if let payload { return (header, payload) }
+                    if let payload { return (header, decompressing(header) ? payload : nil) }
                 }
             }
             segmentIndex += 1

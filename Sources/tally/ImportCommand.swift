@@ -13,7 +13,7 @@ struct Import: AsyncParsableCommand {
     @Option(help: "Project id; created if it does not exist.") var project = "default"
     @Flag(help: "Stop at the first bad line instead of reporting and skipping it.") var strict = false
     @Option(help: "Codec of the written batches: lz4 or zstd.") var codec = "zstd"
-    @Option(help: "Parallel parse/compress workers.") var workers = 2
+    @Option(help: "Parallel parse/compress workers (default: one per core).") var workers: Int?
     @Flag(help: "No progress bar, even on a terminal.") var quiet = false
     @Argument(help: "NDJSON files.") var files: [String]
 
@@ -32,7 +32,7 @@ struct Import: AsyncParsableCommand {
         var total = ImportProgress()
         let badLines = Mutex(0)
         for file in files {
-            let result = try await importer.importFile(
+            let result = try importer.importFile(
                 file, into: log, strict: strict,
                 onBadLine: { bad in
                     let shown = badLines.withLock { n in

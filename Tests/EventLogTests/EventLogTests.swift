@@ -241,4 +241,39 @@ import Testing
             log.close()
         }
     }
+
+    @Test func backgroundLoadingGatesReservationsUntilReady() async throws {
+        let dir = TemporaryDirectory()
+        do {
+            let log = try EventLog.open(directory: dir.path)
+            let builder = BatchBuilder()
+            builder.append(Event(name: "plain", timestamp: 1, receivedAt: currentMicros()))
+            _ = try await log.append(try builder.seal(codec: .lz4))
+            let key = IdempotencyKey("only-id")
+            guard case .reserved = log.idempotency.reserve(key) else { Issue.record("not reserved"); return }
+            builder.append(Event(name: "with id", timestamp: 2, receivedAt: currentMicros(), clientEventId: "only-id"))
+            var batch = try builder.seal(codec: .lz4)
+            batch.clientKeys = [BatchClientKey(key: key, index: 0, timestamp: 2)]
+            _ = try await log.append(batch)
+            log.close()
+        }
+        // Only the batch holding a client id is flagged, so replay can skip the other.
+        var reader = try LogReader.offline(directory: dir.path)
+        var flags: [UInt16] = []
+        while let (header, _) = try reader.nextBatch() { flags.append(header.flags) }
+        #expect(flags == [0, BatchHeader.hasClientEventIds])
+
+        try FileManager.default.removeItem(atPath: dir.path + "/idempotency")
+        let log = try EventLog.open(directory: dir.path, loadIdempotencyInBackground: true)
+        await log.idempotency.waitUntilReady()
+        guard case .stored(let entry) = log.idempotency.reserve(IdempotencyKey("only-id")) else {
+            Issue.record("replayed id missing")
+            log.close()
+            return
+        }
+        #expect(entry.sequence == 1)
+        log.close()
+        // The replay was written down at once: the next start loads it from a snapshot.
+        #expect(try FileIO.listDirectory(dir.path + "/idempotency").contains { $0.hasSuffix(".idx") })
+    }
 }

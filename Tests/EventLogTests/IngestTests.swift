@@ -276,7 +276,7 @@ extension Result where Failure == IngestError {
         let log = try EventLog.open(directory: dir.path + "/log")
         let bad = BadLines()
         let importer = NDJSONImporter(chunkBytes: 16 * 1024)
-        let progress = try await importer.importFile(path, into: log, strict: false, onBadLine: { bad.add($0) }, onProgress: { _ in })
+        let progress = try importer.importFile(path, into: log, strict: false, onBadLine: { bad.add($0) }, onProgress: { _ in })
         #expect(progress.events == 4997)
         #expect(progress.badLines == 2)
         #expect(bad.lines.map(\.line).sorted() == [18, 2501])
@@ -294,7 +294,7 @@ extension Result where Failure == IngestError {
         let log = try EventLog.open(directory: dir.path + "/log")
         defer { log.close() }
         await #expect(throws: ImportError.self) {
-            _ = try await NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
+            _ = try NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
         }
     }
 
@@ -304,8 +304,8 @@ extension Result where Failure == IngestError {
         try writeCompressed((0..<100).map { #"{"event_name":"e","event_id":"id-\#($0)"}"# }.joined(separator: "\n"), to: path)
         let log = try EventLog.open(directory: dir.path + "/log")
         defer { log.close() }
-        let first = try await NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
-        let second = try await NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
+        let first = try NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
+        let second = try NDJSONImporter().importFile(path, into: log, strict: true, onBadLine: { _ in }, onProgress: { _ in })
         #expect(first.events == 100)
         #expect(second.events == 0)
         #expect(second.duplicates == 100)
