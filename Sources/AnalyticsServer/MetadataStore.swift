@@ -48,8 +48,17 @@ public struct MetadataError: Error, CustomStringConvertible, Sendable {
 /// directly once.
 public final class MetadataStore: Sendable {
     public let database: DatabaseQueue
-    private let keys = Mutex<[String: APIKey]>([:])
-    private let touched = Mutex<[String: Int64]>([:])
+    /// A key and, once a request proved it, the token's bytes (never written anywhere).
+    struct CachedKey {
+        var key: APIKey
+        var verifiedToken: [UInt8]?
+        var lastUsedSecond: Int64 = 0
+    }
+    private let keys = Mutex<[String: CachedKey]>([:])
+    // Key ids used since the last reload; guarded by `keys`' lock (only touched inside it).
+    nonisolated(unsafe) private var touchedSinceReload = Set<String>()
+
+    static let tokenLength = 4 + 12 + 1 + 32
 
     public static let tokenPrefix = "tly_"
 
@@ -131,7 +140,7 @@ public final class MetadataStore: Sendable {
                 sql: "INSERT INTO api_keys (id, project_id, scope, name, token_hash, created_at) VALUES (?, ?, ?, ?, ?, ?)",
                 arguments: [key.id, key.projectId, key.scope.rawValue, key.name, Data(key.tokenHash), key.createdAt])
         }
-        keys.withLock { $0[id] = key }
+        keys.withLock { $0[id] = CachedKey(key: key) }
         return CreatedKey(key: key, token: token)
     }
 
@@ -153,45 +162,84 @@ public final class MetadataStore: Sendable {
             try db.execute(sql: "UPDATE api_keys SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL", arguments: [currentMicros(), id])
             return db.changesCount > 0
         }
-        if changed { keys.withLock { $0[id]?.revokedAt = currentMicros() } }
+        if changed { keys.withLock { $0[id]?.key.revokedAt = currentMicros() } }
         return changed
     }
 
-    /// The active key a bearer token belongs to, or nil. The hash comparison is constant-time.
+    /// The active key a bearer token belongs to, or nil.
+    ///
+    /// The first use of a token checks its SHA-256 against the stored hash; after that the
+    /// token's bytes are kept with the key (in memory only) and later requests compare against
+    /// them. Both comparisons are constant-time, so response timing reveals nothing about how
+    /// much of a guessed token was right.
     public func authenticate(token: String) -> APIKey? {
-        guard token.hasPrefix(Self.tokenPrefix) else { return nil }
-        let rest = token.utf8.dropFirst(Self.tokenPrefix.utf8.count)
-        guard rest.count == 45, let id = String(rest.prefix(12)) else { return nil }
-        var key = keys.withLock { $0[id] }
-        if key == nil {
-            key = try? database.read { db in
-                try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE id = ?", arguments: [id]).flatMap(Self.key(from:))
-            }
-            if let key { keys.withLock { $0[id] = key } }
+        guard token.utf8.count == Self.tokenLength, token.hasPrefix(Self.tokenPrefix) else { return nil }
+        let presented = Array(token.utf8)
+        let id = String(decoding: presented[Self.tokenPrefix.utf8.count..<Self.tokenPrefix.utf8.count + 12], as: UTF8.self)
+        let nowSecond = currentMicros() / 1_000_000
+        enum Lookup {
+            case verified(APIKey)
+            case unverified(APIKey)
+            case unknown
         }
-        guard let key, key.revokedAt == nil, constantTimeEquals(SHA256.hash(token), key.tokenHash) else { return nil }
-        let now = currentMicros()
-        touched.withLock { $0[id] = now }
-        return key
+        let lookup = keys.withLock { keys -> Lookup in
+            guard var entry = keys[id] else { return .unknown }
+            guard let verified = entry.verifiedToken else { return .unverified(entry.key) }
+            guard constantTimeEquals(verified, presented) else { return .unknown }
+            if nowSecond - entry.lastUsedSecond >= 10 {
+                entry.lastUsedSecond = nowSecond
+                keys[id] = entry
+                touchedSinceReload.insert(id)
+            }
+            return .verified(entry.key)
+        }
+        switch lookup {
+        case .verified(let key):
+            return key.revokedAt == nil ? key : nil
+        case .unknown, .unverified:
+            var key: APIKey? = nil
+            if case .unverified(let k) = lookup { key = k }
+            if key == nil {
+                key = try? database.read { db in
+                    try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE id = ?", arguments: [id]).flatMap(Self.key(from:))
+                }
+            }
+            guard let key, key.revokedAt == nil, constantTimeEquals(SHA256.hash(presented), key.tokenHash) else { return nil }
+            keys.withLock { keys in
+                keys[id] = CachedKey(key: key, verifiedToken: presented, lastUsedSecond: nowSecond)
+                touchedSinceReload.insert(id)
+            }
+            return key
+        }
     }
 
     /// Re-reads every key (picking up changes made by other processes) and writes pending
     /// `last_used_at` times.
     public func reload() throws {
-        let pending = touched.withLock { t in
-            defer { t = [:] }
-            return t
+        let used = keys.withLock { k -> [(String, Int64)] in
+            defer { touchedSinceReload = [] }
+            return touchedSinceReload.compactMap { id in k[id].map { (id, $0.lastUsedSecond * 1_000_000) } }
         }
-        if !pending.isEmpty {
+        if !used.isEmpty {
             try database.write { db in
-                for (id, at) in pending {
+                for (id, at) in used {
                     try db.execute(sql: "UPDATE api_keys SET last_used_at = ? WHERE id = ?", arguments: [at, id])
                 }
             }
         }
         let all = try listKeys()
         keys.withLock { k in
-            k = Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) })
+            var fresh: [String: CachedKey] = [:]
+            for key in all {
+                var entry = CachedKey(key: key)
+                // Keep a proven token only while the stored hash is unchanged.
+                if let old = k[key.id], old.key.tokenHash == key.tokenHash {
+                    entry.verifiedToken = old.verifiedToken
+                    entry.lastUsedSecond = old.lastUsedSecond
+                }
+                fresh[key.id] = entry
+            }
+            k = fresh
         }
     }
 

@@ -70,6 +70,8 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Roll log segments at this age, e.g. 1h (env TALLY_SEGMENT_MAX_AGE).") var segmentMaxAge: String?
     @Option(help: "Codec of ingested batches: lz4 or zstd (env TALLY_CODEC; default lz4).") var codec: String?
     @Option(help: "Remember client event_ids this long, e.g. 7d (env TALLY_IDEMPOTENCY_WINDOW).") var idempotencyWindow: String?
+    @Option(help: "Group-commit delay under load, in microseconds (env TALLY_GROUP_COMMIT_DELAY_US; default 200; 0 = off).")
+    var groupCommitDelay: Int?
     @Flag(help: "Do not enforce rate limits, for benchmarks (env TALLY_NO_RATE_LIMITS=1).") var noRateLimits = false
     @Option(
         name: .customLong("rate-limit"),
@@ -123,6 +125,10 @@ struct Serve: AsyncParsableCommand {
             if perProject { config.rateLimits.perProject[op] = limit } else { config.rateLimits.perToken[op] = limit }
         }
         if unsafeNoFsync { config.log.fsync = false }
+        if let delay = groupCommitDelay ?? environment("GROUP_COMMIT_DELAY_US").flatMap(Int.init) {
+            guard (0...100_000).contains(delay) else { throw CLIError("--group-commit-delay: \(delay) must be 0-100000 µs") }
+            config.log.groupCommitDelayMicros = delay
+        }
 
         let server = try TallyServer(configuration: config, logger: logger)
         let created = try server.metadata.bootstrapIfEmpty()
