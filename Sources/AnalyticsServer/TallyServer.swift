@@ -156,7 +156,7 @@ public final class TallyServer: Sendable {
             throw APIError(.badRequest, error.code, error.message, headers: headers)
         case .stored(let id, let timestamp, let clamped):
             w.raw(#"{"event_id":"#)
-            w.string(id)
+            w.eventId(id)
             w.raw(#","tracked":true,"timestamp":"#)
             w.string(Timestamp.format(timestamp))
             if clamped {
@@ -197,7 +197,8 @@ public final class TallyServer: Sendable {
         for (i, r) in results.enumerated() {
             if i > 0 { w.raw(",") }
             switch r {
-            case .stored(let id, _, _), .duplicate(let id, _): w.string(id)
+            case .stored(let id, _, _): w.eventId(id)
+            case .duplicate(let id, _): w.string(id)
             case .rejected: w.null()
             }
         }

@@ -61,6 +61,20 @@ public struct Event: Equatable, Sendable {
     public var eventId: String { clientEventId ?? EventID.serverAssigned(sequence) }
 }
 
+/// An event's id as answered to clients, without formatting server ids into strings until
+/// they are written out (a batch response carries thousands).
+public enum EventIdentifier: Equatable, Sendable, CustomStringConvertible {
+    case server(UInt64)
+    case client(String)
+
+    public var description: String {
+        switch self {
+        case .server(let sequence): EventID.serverAssigned(sequence)
+        case .client(let id): id
+        }
+    }
+}
+
 /// Server-assigned event ids are derived from the log sequence number, so they cost nothing
 /// to store and are unique within a project.
 public enum EventID {

@@ -24,7 +24,7 @@ public struct IdempotencyIndexNotReady: Error {}
 /// The fate of one event of a request, in request order.
 public enum IngestedEventResult: Sendable, Equatable {
     /// Stored now: its id and stored timestamp.
-    case stored(id: String, timestamp: Int64, clamped: Bool)
+    case stored(id: EventIdentifier, timestamp: Int64, clamped: Bool)
     /// Its `event_id` was already stored: the stored copy's id and timestamp.
     case duplicate(id: String, timestamp: Int64)
     case rejected(IngestError)
@@ -123,7 +123,8 @@ public final class Ingestor: Sendable {
         for p in request.pending {
             switch p {
             case .new(let index, let clientId, let ts, let clamped):
-                results.append(.stored(id: clientId ?? EventID.serverAssigned(firstSequence + UInt64(index)), timestamp: ts, clamped: clamped))
+                let id: EventIdentifier = clientId.map { .client($0) } ?? .server(firstSequence + UInt64(index))
+                results.append(.stored(id: id, timestamp: ts, clamped: clamped))
             case .duplicate(let entry, let id):
                 results.append(.duplicate(id: id, timestamp: entry.timestamp))
             case .waiting(let inFlight, let id):

@@ -41,6 +41,20 @@ public struct JSONWriter {
 
     public func raw(_ s: String) { out.append(s) }
 
+    /// Writes an event id as a JSON string; server ids are formatted in place.
+    public func eventId(_ id: EventIdentifier) {
+        switch id {
+        case .client(let s): string(s)
+        case .server(let sequence):
+            out.reserve(22)
+            for b in "\"evt_".utf8 { out.append(byte: b) }
+            for shift in stride(from: 60, through: 0, by: -4) {
+                out.append(byte: JSONWriter.hexDigits[Int((sequence >> UInt64(shift)) & 0xF)])
+            }
+            out.append(byte: UInt8(ascii: "\""))
+        }
+    }
+
     @inline(__always)
     public func byte(_ c: Character) { out.append(byte: c.asciiValue!) }
 

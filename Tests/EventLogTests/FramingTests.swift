@@ -152,4 +152,15 @@ import Testing
         let tail = Array("0123456789abcdefX".utf8).withUnsafeBytes { Murmur3.hash128($0) }
         #expect(tail.0 == 0xcdeb_d2ac_b570_d6f7 && tail.1 == 0x8f72_1197_8210_4b27)
     }
+
+    @Test func serverEventIdsFormatTheSameEverywhere() {
+        var rng = SeededRandom(seed: 12)
+        for sequence in [0, 1, 255, UInt64.max] + (0..<100).map({ _ in UInt64.random(in: 0...UInt64.max, using: &rng) }) {
+            let out = OutputBuffer()
+            JSONWriter(out).eventId(.server(sequence))
+            let text = String(decoding: out.bytes, as: UTF8.self)
+            #expect(text == "\"" + EventID.serverAssigned(sequence) + "\"")
+            #expect(EventID.sequence(fromServerAssigned: EventID.serverAssigned(sequence)) == sequence)
+        }
+    }
 }

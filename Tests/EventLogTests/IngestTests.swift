@@ -175,11 +175,11 @@ extension Result where Failure == IngestError {
             batch: true, into: log)
         #expect(results.count == 5)
         guard case .stored(let id0, _, _) = results[0] else { Issue.record("\(results[0])"); return }
-        #expect(id0 == "evt_0000000000000000")
+        #expect(id0.description == "evt_0000000000000000")
         #expect(results[1] == .rejected(IngestError("missing_field", "event_name is required")))
         #expect(results[2] == .rejected(IngestError("invalid_event", "event must be a JSON object")))
         guard case .stored(let id3, _, _) = results[3] else { Issue.record("\(results[3])"); return }
-        #expect(id3 == "id-1")
+        #expect(id3 == .client("id-1"))
         guard case .duplicate(let id4, _) = results[4] else { Issue.record("\(results[4])"); return }
         #expect(id4 == "id-1")
         #expect(try readAll(log).map(\.name) == ["a", "b"])
