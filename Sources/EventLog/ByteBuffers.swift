@@ -70,10 +70,25 @@ public final class OutputBuffer {
 
     @inline(__always)
     public func append(_ raw: UnsafeRawBufferPointer) {
-        guard raw.count > 0 else { return }
-        reserve(raw.count)
-        (base + count).copyMemory(from: raw.baseAddress!, byteCount: raw.count)
-        count += raw.count
+        let n = raw.count
+        guard n > 0 else { return }
+        reserve(n)
+        let dst = base + count
+        let src = raw.baseAddress!
+        // Most strings in events are short: copy them with two overlapping word moves instead
+        // of a call into memmove.
+        if n >= 8 && n <= 16 {
+            dst.storeBytes(of: src.loadUnaligned(as: UInt64.self), as: UInt64.self)
+            (dst + n - 8).storeBytes(of: (src + n - 8).loadUnaligned(as: UInt64.self), as: UInt64.self)
+        } else if n >= 4 && n < 8 {
+            dst.storeBytes(of: src.loadUnaligned(as: UInt32.self), as: UInt32.self)
+            (dst + n - 4).storeBytes(of: (src + n - 4).loadUnaligned(as: UInt32.self), as: UInt32.self)
+        } else if n < 4 {
+            for i in 0..<n { dst.storeBytes(of: src.load(fromByteOffset: i, as: UInt8.self), toByteOffset: i, as: UInt8.self) }
+        } else {
+            dst.copyMemory(from: src, byteCount: n)
+        }
+        count += n
     }
 
     public func append(_ string: String) {

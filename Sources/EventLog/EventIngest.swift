@@ -62,13 +62,13 @@ public final class EventEncoder {
     public func encode(
         _ tokens: JSONTokens, at index: Int, receivedAt: Int64, sentAt batchSentAt: Int64?, into builder: BatchBuilder
     ) -> Result<EncodedEvent, IngestError> {
-        guard tokens.kind(index) == TJ_OBJECT_KIND else {
+        guard tokens.kind(index) == JSONKind.object else {
             return .failure(IngestError("invalid_event", "event must be a JSON object"))
         }
         var name = -1, user = -1, anonymous = -1, session = -1, bot = -1, timestamp = -1, sentAt = -1, eventId = -1
         var properties = -1
         var i = index + 1
-        let end = tokens.next(index)
+        let end = tokens.end(index)
         while i < end {
             let key = tokens.string(i)
             let value = i + 1
@@ -88,8 +88,8 @@ public final class EventEncoder {
         }
 
         // event_name
-        guard name >= 0, tokens.kind(name) != TJ_NULL_KIND else { return .failure(.missing("event_name")) }
-        guard tokens.kind(name) == TJ_STRING_KIND else { return .failure(.invalid("event_name", "must be a string")) }
+        guard name >= 0, tokens.kind(name) != JSONKind.null else { return .failure(.missing("event_name")) }
+        guard tokens.kind(name) == JSONKind.string else { return .failure(.invalid("event_name", "must be a string")) }
         let nameBytes = tokens.string(name)
         let nameCharacters = nameBytes.reduce(0) { $0 + ($1 & 0xC0 != 0x80 ? 1 : 0) }
         guard nameCharacters >= 1 else { return .failure(.invalid("event_name", "must not be empty")) }
@@ -134,7 +134,7 @@ public final class EventEncoder {
         if let e = checkIdentifier(tokens, session, EventRecord.hasSessionId, "session_id", &flags) { return .failure(e) }
         if let e = checkIdentifier(tokens, bot, EventRecord.hasBotId, "bot_id", &flags) { return .failure(e) }
         if let e = checkIdentifier(tokens, eventId, EventRecord.hasClientEventId, "event_id", &flags) { return .failure(e) }
-        if properties >= 0 && tokens.kind(properties) != TJ_OBJECT_KIND && tokens.kind(properties) != TJ_NULL_KIND {
+        if properties >= 0 && tokens.kind(properties) != JSONKind.object && tokens.kind(properties) != JSONKind.null {
             return .failure(.invalid("properties", "must be a JSON object"))
         }
 
@@ -148,7 +148,7 @@ public final class EventEncoder {
         writeIdentifier(tokens, session, into: out)
         writeIdentifier(tokens, bot, into: out)
         writeIdentifier(tokens, eventId, into: out)
-        if properties >= 0 && tokens.kind(properties) == TJ_OBJECT_KIND {
+        if properties >= 0 && tokens.kind(properties) == JSONKind.object {
             let count = leafCount(tokens, properties)
             guard count <= limits.maxProperties else {
                 out.count = start
@@ -169,7 +169,7 @@ public final class EventEncoder {
             return .failure(IngestError("event_too_large", "event is \(size) bytes; the limit is \(limits.maxEventBytes)"))
         }
         builder.commitEvent(timestamp: ts)
-        let clientId = eventId >= 0 && tokens.kind(eventId) == TJ_STRING_KIND ? tokens.string(eventId) : nil
+        let clientId = eventId >= 0 && tokens.kind(eventId) == JSONKind.string ? tokens.string(eventId) : nil
         return .success(EncodedEvent(recordStart: start, timestamp: ts, clamped: clamped, clientEventId: clientId))
     }
 
@@ -179,14 +179,14 @@ public final class EventEncoder {
     ) -> IngestError? {
         guard index >= 0 else { return nil }
         switch tokens.kind(index) {
-        case TJ_NULL_KIND: return nil
-        case TJ_STRING_KIND:
+        case JSONKind.null: return nil
+        case JSONKind.string:
             let s = tokens.string(index)
             guard s.count > 0 else { return .invalid("\(field)", "must not be empty") }
             guard s.count <= limits.maxIdentifierBytes else {
                 return .invalid("\(field)", "is \(s.count) bytes long; the limit is \(limits.maxIdentifierBytes)")
             }
-        case TJ_INT64_KIND where bit != EventRecord.hasClientEventId, TJ_UINT64_KIND where bit != EventRecord.hasClientEventId:
+        case JSONKind.int64 where bit != EventRecord.hasClientEventId, JSONKind.uint64 where bit != EventRecord.hasClientEventId:
             break
         default:
             return .invalid("\(field)", bit == EventRecord.hasClientEventId ? "must be a string" : "must be a string or an integer")
@@ -199,9 +199,9 @@ public final class EventEncoder {
     private func writeIdentifier(_ tokens: JSONTokens, _ index: Int, into out: OutputBuffer) {
         guard index >= 0 else { return }
         switch tokens.kind(index) {
-        case TJ_STRING_KIND: out.append(lengthPrefixed: tokens.string(index))
-        case TJ_INT64_KIND: appendDecimal(String(tokens[index].v.i), into: out)
-        case TJ_UINT64_KIND: appendDecimal(String(tokens[index].v.u), into: out)
+        case JSONKind.string: out.append(lengthPrefixed: tokens.string(index))
+        case JSONKind.int64: appendDecimal(String(tokens.int64(index)), into: out)
+        case JSONKind.uint64: appendDecimal(String(tokens.uint64(index)), into: out)
         default: break
         }
     }
@@ -213,21 +213,21 @@ public final class EventEncoder {
 
     private func time(_ tokens: JSONTokens, _ index: Int, _ field: String) -> Result<Int64?, IngestError> {
         switch tokens.kind(index) {
-        case TJ_NULL_KIND: return .success(nil)
-        case TJ_STRING_KIND:
+        case JSONKind.null: return .success(nil)
+        case JSONKind.string:
             guard let t = Timestamp.parse(tokens.string(index)) else {
                 let text = String(decoding: tokens.string(index).prefix(64), as: UTF8.self)
                 return .failure(IngestError("invalid_timestamp", "\(field) \"\(text)\" is not an RFC 3339 time or epoch milliseconds"))
             }
             return .success(t)
-        case TJ_INT64_KIND:
-            let ms = tokens[index].v.i
+        case JSONKind.int64:
+            let ms = tokens.int64(index)
             guard ms >= 0, ms < 253_402_300_800_000 else {
                 return .failure(IngestError("invalid_timestamp", "\(field) \(ms) is out of range for epoch milliseconds"))
             }
             return .success(ms * 1000)
-        case TJ_DOUBLE_KIND:
-            let ms = tokens[index].v.d
+        case JSONKind.double:
+            let ms = tokens.double(index)
             guard ms >= 0, ms < 253_402_300_800_000 else {
                 return .failure(IngestError("invalid_timestamp", "\(field) \(ms) is out of range for epoch milliseconds"))
             }
@@ -241,10 +241,10 @@ public final class EventEncoder {
     private func leafCount(_ tokens: JSONTokens, _ object: Int) -> Int {
         var count = 0
         var i = object + 1
-        let end = tokens.next(object)
+        let end = tokens.end(object)
         while i < end {
             let value = i + 1
-            if tokens.kind(value) == TJ_OBJECT_KIND {
+            if tokens.kind(value) == JSONKind.object {
                 count += leafCount(tokens, value)
             } else {
                 count += 1
@@ -256,7 +256,7 @@ public final class EventEncoder {
 
     private func writeProperties(_ tokens: JSONTokens, object: Int, prefixLength: Int, into out: OutputBuffer) -> IngestError? {
         var i = object + 1
-        let end = tokens.next(object)
+        let end = tokens.end(object)
         while i < end {
             let key = tokens.string(i)
             let value = i + 1
@@ -277,27 +277,27 @@ public final class EventEncoder {
             keyPath.baseAddress!.advanced(by: length).copyMemory(from: key.baseAddress!, byteCount: key.count)
             length += key.count
             let kind = tokens.kind(value)
-            if kind == TJ_OBJECT_KIND {
+            if kind == JSONKind.object {
                 if let error = writeProperties(tokens, object: value, prefixLength: length, into: out) { return error }
                 continue
             }
             out.append(lengthPrefixed: UnsafeRawBufferPointer(start: keyPath.baseAddress, count: length))
             switch kind {
-            case TJ_STRING_KIND:
+            case JSONKind.string:
                 out.append(byte: EventRecord.Tag.string.rawValue)
                 out.append(lengthPrefixed: tokens.string(value))
-            case TJ_INT64_KIND:
+            case JSONKind.int64:
                 out.append(byte: EventRecord.Tag.int.rawValue)
-                out.append(varint: zigzag(tokens[value].v.i))
-            case TJ_UINT64_KIND:
+                out.append(varint: zigzag(tokens.int64(value)))
+            case JSONKind.uint64:
                 out.append(byte: EventRecord.Tag.double.rawValue)
-                out.append(double: Double(tokens[value].v.u))
-            case TJ_DOUBLE_KIND:
+                out.append(double: Double(tokens.uint64(value)))
+            case JSONKind.double:
                 out.append(byte: EventRecord.Tag.double.rawValue)
-                out.append(double: tokens[value].v.d)
-            case TJ_TRUE_KIND: out.append(byte: EventRecord.Tag.trueValue.rawValue)
-            case TJ_FALSE_KIND: out.append(byte: EventRecord.Tag.falseValue.rawValue)
-            case TJ_ARRAY_KIND:
+                out.append(double: tokens.double(value))
+            case JSONKind.true: out.append(byte: EventRecord.Tag.trueValue.rawValue)
+            case JSONKind.false: out.append(byte: EventRecord.Tag.falseValue.rawValue)
+            case JSONKind.array:
                 scratch.removeAll()
                 JSONWriter(scratch).tokens(tokens, at: value)
                 out.append(byte: EventRecord.Tag.json.rawValue)

@@ -49,11 +49,14 @@ struct SendableWorkspace: @unchecked Sendable {
 public final class Ingestor: Sendable {
     public let limits: IngestLimits
     public let codec: Codec
+    /// Zstd level or LZ4 acceleration.
+    public let codecLevel: Int32
     private let pool = Mutex<[SendableWorkspace]>([])
 
-    public init(limits: IngestLimits = .init(), codec: Codec = .lz4) {
+    public init(limits: IngestLimits = .init(), codec: Codec = .lz4, codecLevel: Int32? = nil) {
         self.limits = limits
         self.codec = codec
+        self.codecLevel = codecLevel ?? codec.defaultLevel
     }
 
     private func withWorkspace<R>(_ body: (IngestWorkspace) throws -> R) rethrows -> R {
@@ -165,29 +168,29 @@ public final class Ingestor: Sendable {
         } catch {
             throw IngestRequestError(status: 400, code: "invalid_json", message: "request body is not valid JSON: \(error.message)")
         }
-        guard tokens.count > 0 else { throw IngestRequestError(status: 400, code: "invalid_json", message: "request body is empty") }
+        let root = tokens.root
         var eventIndices: [Int] = []
         var sentAt: Int64? = nil
         if batch {
             var array = -1
-            if tokens.kind(0) == TJ_ARRAY_KIND {
-                array = 0
-            } else if tokens.kind(0) == TJ_OBJECT_KIND {
-                var i = 1
-                while i < tokens.next(0) {
+            if tokens.kind(root) == JSONKind.array {
+                array = root
+            } else if tokens.kind(root) == JSONKind.object {
+                var i = root + 1
+                while i < tokens.end(root) {
                     let key = tokens.string(i)
                     if equals(key, "events") { array = i + 1 }
                     if equals(key, "sent_at") {
                         let v = i + 1
                         switch tokens.kind(v) {
-                        case TJ_STRING_KIND:
+                        case JSONKind.string:
                             guard let t = Timestamp.parse(tokens.string(v)) else {
                                 throw IngestRequestError(status: 400, code: "invalid_timestamp", message: "sent_at is not an RFC 3339 time or epoch milliseconds")
                             }
                             sentAt = t
-                        case TJ_INT64_KIND: sentAt = tokens[v].v.i * 1000
-                        case TJ_DOUBLE_KIND: sentAt = Int64(tokens[v].v.d * 1000)
-                        case TJ_NULL_KIND: break
+                        case JSONKind.int64: sentAt = tokens.int64(v) * 1000
+                        case JSONKind.double: sentAt = Int64(tokens.double(v) * 1000)
+                        case JSONKind.null: break
                         default:
                             throw IngestRequestError(status: 400, code: "invalid_timestamp", message: "sent_at must be an RFC 3339 string or epoch milliseconds")
                         }
@@ -198,25 +201,25 @@ public final class Ingestor: Sendable {
                 throw IngestRequestError(status: 400, code: "invalid_body", message: "batch body must be an object with an \"events\" array")
             }
             guard array >= 0 else { throw IngestRequestError(status: 400, code: "missing_field", message: "events is required") }
-            guard tokens.kind(array) == TJ_ARRAY_KIND else {
+            guard tokens.kind(array) == JSONKind.array else {
                 throw IngestRequestError(status: 400, code: "invalid_field", message: "events must be an array")
             }
-            let count = Int(tokens[array].length)
+            let count = Int(tokens.count(array))
             guard count > 0 else { throw IngestRequestError(status: 400, code: "invalid_field", message: "events must not be empty") }
             guard count <= limits.maxBatchEvents else {
                 throw IngestRequestError(status: 413, code: "batch_too_large", message: "batch has \(count) events; the limit is \(limits.maxBatchEvents)")
             }
             eventIndices.reserveCapacity(count)
             var i = array + 1
-            while i < tokens.next(array) {
+            while i < tokens.end(array) {
                 eventIndices.append(i)
                 i = tokens.next(i)
             }
         } else {
-            guard tokens.kind(0) == TJ_OBJECT_KIND else {
+            guard tokens.kind(root) == JSONKind.object else {
                 throw IngestRequestError(status: 400, code: "invalid_body", message: "event body must be a JSON object")
             }
-            eventIndices = [0]
+            eventIndices = [root]
         }
 
         var pending: [Pending] = []
@@ -254,7 +257,7 @@ public final class Ingestor: Sendable {
         }
         guard !builder.isEmpty else { return (pending, nil) }
         do {
-            var prepared = try builder.seal(codec: codec)
+            var prepared = try builder.seal(codec: codec, level: codecLevel)
             prepared.clientKeys = keys
             return (pending, prepared)
         } catch {

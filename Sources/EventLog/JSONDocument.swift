@@ -21,37 +21,79 @@ public final class JSONTokenizer {
     deinit { tj_parser_destroy(parser) }
 
     /// Parses `bytes`. With `padded`, `TJ_PADDING` readable bytes must follow the input and
-    /// no copy is made. The tokens are valid until the next call.
+    /// no copy is made. The result is valid until the next call.
     public func parse(_ bytes: UnsafeRawBufferPointer, padded: Bool = false) throws(JSONSyntaxError) -> JSONTokens {
-        let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
         let code = withUnsafePointer(to: 0) { empty in
-            tj_parse(parser, base ?? UnsafeRawPointer(empty).assumingMemoryBound(to: CChar.self), bytes.count, padded ? 1 : 0)
+            let base = bytes.baseAddress?.assumingMemoryBound(to: CChar.self)
+                ?? UnsafeRawPointer(empty).assumingMemoryBound(to: CChar.self)
+            return tj_parse(parser, base, bytes.count, padded ? 1 : 0)
         }
         guard code == 0 else { throw JSONSyntaxError(message: String(cString: tj_error_message(code))) }
-        return JSONTokens(base: tj_tokens(parser), count: tj_token_count(parser))
+        return JSONTokens(tape: tj_tape(parser), strings: tj_string_buffer(parser))
     }
 }
 
-/// The tokens of one parsed document, as laid out by the C shim: each token's `next` is the
-/// index just past its value, so whole subtrees are skipped in O(1).
+/// The type byte of a tape word.
+public enum JSONKind {
+    public static let object = UInt8(ascii: "{")
+    public static let array = UInt8(ascii: "[")
+    public static let string = UInt8(ascii: "\"")
+    public static let int64 = UInt8(ascii: "l")
+    public static let uint64 = UInt8(ascii: "u")
+    public static let double = UInt8(ascii: "d")
+    public static let `true` = UInt8(ascii: "t")
+    public static let `false` = UInt8(ascii: "f")
+    public static let null = UInt8(ascii: "n")
+}
+
+/// A parsed document: simdjson's tape, read in place (see CSimdJSON.h for the layout).
+///
+/// Values are addressed by tape index. `next(i)` is the index after value `i` and all its
+/// children, so subtrees are skipped in O(1). An object's fields are key-value pairs of
+/// indices from `i + 1` to `end(i)`; an array's elements run from `i + 1` to `end(i)`.
 public struct JSONTokens {
-    let base: UnsafePointer<tj_token>?
-    public let count: Int
+    let tape: UnsafePointer<UInt64>
+    let strings: UnsafePointer<UInt8>
+
+    /// Index of the document's root value.
+    public var root: Int { 1 }
 
     @inline(__always)
-    subscript(_ i: Int) -> tj_token { base![i] }
+    public func kind(_ i: Int) -> UInt8 { UInt8(truncatingIfNeeded: tape[i] >> 56) }
 
     @inline(__always)
-    public func kind(_ i: Int) -> Int32 { Int32(base![i].kind) }
+    public func next(_ i: Int) -> Int {
+        let word = tape[i]
+        switch UInt8(truncatingIfNeeded: word >> 56) {
+        case JSONKind.object, JSONKind.array: return Int(UInt32(truncatingIfNeeded: word))
+        case JSONKind.int64, JSONKind.uint64, JSONKind.double: return i + 2
+        default: return i + 1
+        }
+    }
+
+    /// Index of the closing word of the object or array at `i`.
+    @inline(__always)
+    public func end(_ i: Int) -> Int { Int(UInt32(truncatingIfNeeded: tape[i])) - 1 }
+
+    /// Number of fields or elements (saturates at 16,777,215).
+    @inline(__always)
+    public func count(_ i: Int) -> Int { Int((tape[i] >> 32) & 0xFF_FFFF) }
 
     @inline(__always)
     public func string(_ i: Int) -> UnsafeRawBufferPointer {
-        let t = base![i]
-        return UnsafeRawBufferPointer(start: t.v.str, count: Int(t.length))
+        let offset = Int(tape[i] & 0x00FF_FFFF_FFFF_FFFF)
+        let length = UnsafeRawPointer(strings + offset).loadUnaligned(as: UInt32.self)
+        return UnsafeRawBufferPointer(start: strings + offset + 4, count: Int(length))
     }
 
     @inline(__always)
-    public func next(_ i: Int) -> Int { Int(base![i].next) }
+    public func int64(_ i: Int) -> Int64 { Int64(bitPattern: tape[i + 1]) }
+
+    @inline(__always)
+    public func uint64(_ i: Int) -> UInt64 { tape[i + 1] }
+
+    @inline(__always)
+    public func double(_ i: Int) -> Double { Double(bitPattern: tape[i + 1]) }
 }
 
 /// A small pool of tokenizers shared by request handlers.

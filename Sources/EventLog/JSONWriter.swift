@@ -1,5 +1,3 @@
-import CSimdJSON
-
 /// Writes JSON text into an `OutputBuffer`: responses, `log dump` lines and the text kept for
 /// array-valued properties. Strings are escaped per RFC 8259.
 public struct JSONWriter {
@@ -97,11 +95,11 @@ public struct JSONWriter {
     }
 
     private func writeToken(_ tokens: JSONTokens, _ i: inout Int) {
-        let t = tokens[i]
-        switch Int32(t.kind) {
-        case Int32(TJ_OBJECT_KIND):
+        let at = i
+        switch tokens.kind(at) {
+        case JSONKind.object:
             out.append(byte: UInt8(ascii: "{"))
-            let end = Int(t.next)
+            let end = tokens.end(at)
             i += 1
             var first = true
             while i < end {
@@ -113,9 +111,10 @@ public struct JSONWriter {
                 writeToken(tokens, &i)
             }
             out.append(byte: UInt8(ascii: "}"))
-        case Int32(TJ_ARRAY_KIND):
+            i = end + 1
+        case JSONKind.array:
             out.append(byte: UInt8(ascii: "["))
-            let end = Int(t.next)
+            let end = tokens.end(at)
             i += 1
             var first = true
             while i < end {
@@ -124,21 +123,28 @@ public struct JSONWriter {
                 writeToken(tokens, &i)
             }
             out.append(byte: UInt8(ascii: "]"))
-        case Int32(TJ_STRING_KIND):
-            string(tokens.string(i))
+            i = end + 1
+        case JSONKind.string:
+            string(tokens.string(at))
             i += 1
-        case Int32(TJ_INT64_KIND):
-            int(t.v.i)
+        case JSONKind.int64:
+            int(tokens.int64(at))
+            i += 2
+        case JSONKind.uint64:
+            out.append(String(tokens.uint64(at)))
+            i += 2
+        case JSONKind.double:
+            double(tokens.double(at))
+            i += 2
+        case JSONKind.true:
+            bool(true)
             i += 1
-        case Int32(TJ_UINT64_KIND):
-            out.append(String(t.v.u))
+        case JSONKind.false:
+            bool(false)
             i += 1
-        case Int32(TJ_DOUBLE_KIND):
-            double(t.v.d)
+        default:
+            null()
             i += 1
-        case Int32(TJ_TRUE_KIND): bool(true); i += 1
-        case Int32(TJ_FALSE_KIND): bool(false); i += 1
-        default: null(); i += 1
         }
     }
 }

@@ -47,12 +47,12 @@ public final class NDJSONImporter: Sendable {
     public let chunkBytes: Int
 
     public init(
-        limits: IngestLimits = .init(), codec: Codec = .zstd, codecLevel: Int32 = 1,
+        limits: IngestLimits = .init(), codec: Codec = .lz4, codecLevel: Int32? = nil,
         workers: Int? = nil, chunkBytes: Int = 4 << 20
     ) {
         self.limits = limits
         self.codec = codec
-        self.codecLevel = codecLevel
+        self.codecLevel = codecLevel ?? codec.defaultLevel
         self.workers = max(1, workers ?? ProcessInfo.processInfo.activeProcessorCount)
         self.chunkBytes = chunkBytes
     }
@@ -217,7 +217,7 @@ public final class NDJSONImporter: Sendable {
                 let failure: String?
                 do {
                     let tokens = try tokenizer.parse(text, padded: true)
-                    switch encoder.encode(tokens, at: 0, receivedAt: receivedAt, sentAt: nil, into: builder) {
+                    switch encoder.encode(tokens, at: tokens.root, receivedAt: receivedAt, sentAt: nil, into: builder) {
                     case .failure(let e): failure = e.message
                     case .success(let event):
                         failure = nil

@@ -12,7 +12,8 @@ struct Import: AsyncParsableCommand {
     @OptionGroup var data: DataDirectoryOption
     @Option(help: "Project id; created if it does not exist.") var project = "default"
     @Flag(help: "Stop at the first bad line instead of reporting and skipping it.") var strict = false
-    @Option(help: "Codec of the written batches: lz4 or zstd.") var codec = "zstd"
+    @Option(help: "Codec of the written batches: lz4 or zstd.") var codec = "lz4"
+    @Option(help: "Zstd level, or LZ4 acceleration (default: zstd 1, lz4 2).") var level: Int32?
     @Option(help: "Parallel parse/compress workers (default: one per core).") var workers: Int?
     @Flag(help: "No progress bar, even on a terminal.") var quiet = false
     @Argument(help: "NDJSON files.") var files: [String]
@@ -26,7 +27,7 @@ struct Import: AsyncParsableCommand {
         try store.createProject(project)
         let log = try EventLog.open(directory: ProjectLogs.logDirectory(dataDirectory: data.path, project: project), logger: logger)
         defer { log.close() }
-        let importer = NDJSONImporter(codec: codec, workers: workers)
+        let importer = NDJSONImporter(codec: codec, codecLevel: level, workers: workers)
         let bar = ProgressBar(enabled: !quiet && standardErrorIsTerminal)
         let started = monotonicNanos()
         var total = ImportProgress()

@@ -45,7 +45,7 @@ func encodeOne(_ json: String, receivedAt: Int64 = 1_705_312_800_000_000, sentAt
     let bytes = Array(json.utf8)
     let result = try bytes.withUnsafeBytes { raw -> Result<EncodedEvent, IngestError> in
         let tokens = try tokenizer.parse(raw)
-        return encoder.encode(tokens, at: 0, receivedAt: receivedAt, sentAt: sentAt, into: builder)
+        return encoder.encode(tokens, at: tokens.root, receivedAt: receivedAt, sentAt: sentAt, into: builder)
     }
     switch result {
     case .failure(let e):
