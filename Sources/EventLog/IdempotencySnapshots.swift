@@ -105,6 +105,12 @@ extension EventLog {
         var sizes = 0
         for name in names where name.hasSuffix(".idx") { sizes += FileIO.fileSize(path: dir + "/" + name) ?? 0 }
         idempotency.reserveCapacity(sizes / IdempotencySnapshots.entrySize)
+        // The file reaching furthest is kept even when expired: it records how far the log
+        // has been indexed, so the next start does not replay from the beginning.
+        var furthest: UInt64 = 0
+        for name in names where name.hasSuffix(".idx") {
+            if let through = UInt64(name.dropLast(4).split(separator: "-").last ?? "") { furthest = max(furthest, through) }
+        }
         for name in names {
             let path = dir + "/" + name
             if name.hasSuffix(".tmp") {
@@ -114,9 +120,10 @@ extension EventLog {
             guard name.hasSuffix(".idx") else { continue }
             let bytes = try FileIO.readFile(path)
             // Files entirely older than the window are deleted without loading.
-            if let newest = IdempotencySnapshots.peekNewestSecond(bytes), newest < cutoff, let through = IdempotencySnapshots.peekThrough(bytes) {
+            if let newest = IdempotencySnapshots.peekNewestSecond(bytes), newest < cutoff,
+                let through = IdempotencySnapshots.peekThrough(bytes), through < furthest
+            {
                 try FileIO.unlink(path)
-                replayFrom = max(replayFrom, through)
                 continue
             }
             let decoded = IdempotencySnapshots.decode(bytes) { entries, count in

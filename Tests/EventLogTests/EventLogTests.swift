@@ -276,4 +276,20 @@ import Testing
         // The replay was written down at once: the next start loads it from a snapshot.
         #expect(try FileIO.listDirectory(dir.path + "/idempotency").contains { $0.hasSuffix(".idx") })
     }
+
+    @Test func restartsWithoutClientIdsDoNotReplayTheWholeLogAgain() async throws {
+        let dir = TemporaryDirectory()
+        var rng = SeededRandom(seed: 21)
+        for _ in 0..<3 {
+            let log = try EventLog.open(directory: dir.path)
+            _ = try await log.append(try makeBatch((0..<50).map { _ in randomEvent(&rng) }))
+            log.close()
+        }
+        // Each close recorded how far the log is indexed; opening again keeps that record
+        // (it holds no ids, so it looks expired), or the next start would replay everything.
+        let log = try EventLog.open(directory: dir.path)
+        let names = try FileIO.listDirectory(dir.path + "/idempotency").filter { $0.hasSuffix(".idx") }
+        #expect(names.contains { $0.hasSuffix("-00000000000000000150.idx") })
+        log.close()
+    }
 }
