@@ -12,7 +12,12 @@ public final class ServerMetrics: Sendable {
     let groupCommits: Counter
     let bytesWritten: Counter
     let fsyncDuration: DurationHistogram
-    private let requestCounters = Mutex<[String: Counter]>([:])
+    struct RequestKey: Hashable {
+        var route: String
+        var method: String
+        var status: Int
+    }
+    private let requestCounters = Mutex<[RequestKey: Counter]>([:])
 
     public init() {
         eventsIngested = registry.makeCounter(name: "tally_events_ingested_total", help: "Events made durable in the log")
@@ -38,7 +43,7 @@ public final class ServerMetrics: Sendable {
     }
 
     func recordRequest(route: String, method: String, status: Int) {
-        let key = "\(route) \(method) \(status)"
+        let key = RequestKey(route: route, method: method, status: status)
         let counter = requestCounters.withLock { counters in
             if let c = counters[key] { return c }
             let c = registry.makeCounter(

@@ -158,7 +158,7 @@ public final class TallyServer: Sendable {
             w.raw(#"{"event_id":"#)
             w.eventId(id)
             w.raw(#","tracked":true,"timestamp":"#)
-            w.string(Timestamp.format(timestamp))
+            w.timestamp(timestamp)
             if clamped {
                 w.raw(#","warnings":[{"code":"timestamp_clamped","message":"timestamp was more than 24 h in the future; stored with the receive time"}]"#)
             }
@@ -168,7 +168,7 @@ public final class TallyServer: Sendable {
             w.raw(#"{"event_id":"#)
             w.string(id)
             w.raw(#","tracked":true,"duplicate":true,"timestamp":"#)
-            w.string(Timestamp.format(timestamp))
+            w.timestamp(timestamp)
             w.raw("}")
         }
         return Self.json(out, headers: headers)

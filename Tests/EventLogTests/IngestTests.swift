@@ -33,6 +33,10 @@ import Testing
         for _ in 0..<1000 {
             let t = Int64.random(in: 0...253_402_300_799_999_999, using: &rng)
             #expect(Timestamp.parse(Timestamp.format(t)) == t)
+            // The response writer formats exactly like Timestamp.format.
+            let out = OutputBuffer()
+            JSONWriter(out).timestamp(t)
+            #expect(String(decoding: out.bytes, as: UTF8.self) == "\"" + Timestamp.format(t) + "\"")
         }
     }
 }
