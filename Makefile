@@ -6,7 +6,7 @@ DATA_DIR ?= ./tally-data
 PORT ?= 8080
 APT_PACKAGES := liblz4-dev libzstd-dev libsqlite3-dev libsimdjson-dev pkg-config python3
 # AVX2 when the CPU has it (any x86 since 2013): 3-4x faster scan kernels; baseline otherwise.
-TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo x86-64-v3 || echo x86-64)
+TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo haswell || echo x86-64)
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -march=$(TARGET_CPU)
 CRASH_TEST_KILLS ?= 3
 

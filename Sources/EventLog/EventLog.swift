@@ -26,6 +26,7 @@ public enum EventLogError: Error, CustomStringConvertible {
     case poisoned(String)
     case notALogDirectory(String)
     case corruptSegment(path: String, offset: Int, problem: String)
+    case locked(directory: String, owner: String)
 
     public var description: String {
         switch self {
@@ -33,6 +34,8 @@ public enum EventLogError: Error, CustomStringConvertible {
         case .poisoned(let why): "the event log stopped accepting writes after an I/O error: \(why)"
         case .notALogDirectory(let p): "\(p) is not an event log directory"
         case .corruptSegment(let path, let offset, let problem): "\(path) at offset \(offset): \(problem)"
+        case .locked(let directory, let owner):
+            "\(directory) is in use by another process\(owner.isEmpty ? "" : " (pid \(owner))"); stop it first (a server and `tally import` cannot share a log)"
         }
     }
 }
@@ -105,6 +108,8 @@ public final class EventLog: @unchecked Sendable {
     private var lastGroupSize = 0
     private let writeBuffer = OutputBuffer(capacity: 1 << 20)
     private var thread: Thread?
+    /// Held from open to close so that no second process appends to the same segments.
+    fileprivate var directoryLock: DirectoryLock?
 
     /// Opens (creating if needed) the log in `directory`, recovering from a crash first:
     /// the tail after the last intact batch is truncated and logged.
@@ -118,8 +123,16 @@ public final class EventLog: @unchecked Sendable {
         loadIdempotencyInBackground: Bool = false, onCommit: (@Sendable (CommitStatistics) -> Void)? = nil
     ) throws -> EventLog {
         try FileIO.makeDirectories(directory)
-        let recovered = try LogRecovery.recover(directory: directory, logger: logger)
+        let lock = try DirectoryLock(directory: directory)
+        let recovered: LogRecovery.Result
+        do {
+            recovered = try LogRecovery.recover(directory: directory, logger: logger)
+        } catch {
+            lock.release()
+            throw error
+        }
         let log = EventLog(directory: directory, configuration: configuration, logger: logger, onCommit: onCommit, recovered: recovered)
+        log.directoryLock = lock
         let through = recovered.nextSequence
         let snapshot = log.snapshot()
         if loadIdempotencyInBackground {
@@ -141,6 +154,7 @@ public final class EventLog: @unchecked Sendable {
                 try log.loadIdempotency(through: through, snapshot: snapshot)
             } catch {
                 FileIO.close(log.fd)
+                lock.release()
                 throw error
             }
             log.start()
@@ -261,6 +275,7 @@ public final class EventLog: @unchecked Sendable {
         }
         if configuration.fsync { _ = try? FileIO.fdatasync(fd, path: activePath) }
         FileIO.close(fd)
+        directoryLock?.release()
         queueLock.lock()
         stopped = true
         queueLock.broadcast()
@@ -419,4 +434,31 @@ public struct LogCheckpoint: Equatable, Sendable {
                 nextSequence: UInt64(littleEndian: p.loadUnaligned(fromByteOffset: 24, as: UInt64.self)))
         }
     }
+}
+
+/// An exclusive `flock` on `<log>/LOCK`, released by close or by the process ending (so a
+/// kill -9 never leaves a stale lock behind).
+final class DirectoryLock {
+    private var fd: Int32
+
+    init(directory: String) throws {
+        let path = directory + "/LOCK"
+        fd = try FileIO.open(path, flags: O_RDWR | O_CREAT)
+        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
+            let owner = (try? FileIO.readFile(path)).map { String(decoding: $0, as: UTF8.self) } ?? ""
+            FileIO.close(fd)
+            throw EventLogError.locked(directory: directory, owner: owner.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+        let pid = Array("\(getpid())\n".utf8)
+        _ = ftruncate(fd, 0)
+        _ = pid.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+    }
+
+    func release() {
+        guard fd >= 0 else { return }
+        FileIO.close(fd)
+        fd = -1
+    }
+
+    deinit { release() }
 }

@@ -3,6 +3,7 @@ import ArgumentParser
 import EventLog
 import Foundation
 import Logging
+import NIOCore
 
 @main
 struct Tally: AsyncParsableCommand {
@@ -86,7 +87,10 @@ struct Serve: AsyncParsableCommand {
         var config = ServerConfiguration()
         config.dataDirectory = data.path
         if let h = host ?? environment("HOST") { config.host = h }
-        if let p = port ?? environment("PORT").flatMap(Int.init) { config.port = p }
+        if let text = port.map(String.init) ?? environment("PORT") {
+            guard let p = Int(text), (0...65535).contains(p) else { throw CLIError("--port: \"\(text)\" is not a port number (0-65535)") }
+            config.port = p
+        }
         if let text = segmentMaxBytes ?? environment("SEGMENT_MAX_BYTES") {
             guard let v = parseSize(text), v >= 4096 else { throw CLIError("--segment-max-bytes: \"\(text)\" is not a size of at least 4KiB") }
             config.log.segmentMaxBytes = v
@@ -141,7 +145,11 @@ struct Serve: AsyncParsableCommand {
         // Open (and recover) every known project's log before taking traffic.
         for project in try server.metadata.projects() { _ = try server.logs.log(for: project) }
         logger.info("serving", metadata: ["address": "\(config.host):\(config.port)", "data_dir": "\(config.dataDirectory)"])
-        try await server.run()
+        do {
+            try await server.run()
+        } catch let error as IOError {
+            throw CLIError("cannot listen on \(config.host):\(config.port): \(error)")
+        }
     }
 }
 

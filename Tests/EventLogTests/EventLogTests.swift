@@ -292,4 +292,18 @@ import Testing
         #expect(names.contains { $0.hasSuffix("-00000000000000000150.idx") })
         log.close()
     }
+
+    @Test func aLogDirectoryIsOpenedByOneWriterAtATime() throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path)
+        #expect {
+            _ = try EventLog.open(directory: dir.path)
+        } throws: { error in
+            guard case EventLogError.locked(let directory, let owner) = error else { return false }
+            return directory == dir.path && owner == String(getpid())
+        }
+        log.close()
+        let again = try EventLog.open(directory: dir.path)
+        again.close()
+    }
 }
