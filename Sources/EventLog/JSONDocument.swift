@@ -1,5 +1,4 @@
 import CSimdJSON
-import Synchronization
 
 public struct JSONSyntaxError: Error, CustomStringConvertible, Equatable {
     public var message: String
@@ -94,23 +93,4 @@ public struct JSONTokens {
 
     @inline(__always)
     public func double(_ i: Int) -> Double { Double(bitPattern: tape[i + 1]) }
-}
-
-/// A small pool of tokenizers shared by request handlers.
-public final class JSONParserPool: Sendable {
-    // @unchecked-free: the non-Sendable tokenizers only move through the mutex, one owner at a time.
-    private let free: Mutex<[UnsafeSendableTokenizer]> = Mutex([])
-
-    public init() {}
-
-    public func withTokenizer<R>(_ body: (JSONTokenizer) throws -> R) rethrows -> R {
-        let tokenizer = free.withLock { $0.popLast() }?.tokenizer ?? JSONTokenizer()
-        defer { free.withLock { if $0.count < 64 { $0.append(UnsafeSendableTokenizer(tokenizer: tokenizer)) } } }
-        return try body(tokenizer)
-    }
-}
-
-/// A tokenizer parked in the pool. Safe to send: only the pool holds it while it is parked.
-struct UnsafeSendableTokenizer: @unchecked Sendable {
-    let tokenizer: JSONTokenizer
 }
