@@ -111,11 +111,12 @@ func encodeBatch(
     receivedAt: Int64
 ) throws -> Int {
     let tokens = try tokenizer.parse(body)
-    // Body shape is `{"events":[...]}`: token 0 the object, 1 the key, 2 the array.
-    precondition(tokens.count > 3 && String(decoding: tokens.string(1), as: UTF8.self) == "events")
-    let array = 2
+    // Body shape is `{"events":[...]}`: the root object, then the key, then the array.
+    let root = tokens.root
+    precondition(tokens.kind(root) == JSONKind.object && String(decoding: tokens.string(root + 1), as: UTF8.self) == "events")
+    let array = root + 2
     var i = array + 1
-    let end = tokens.next(array)
+    let end = tokens.end(array)
     var encoded = 0
     while i < end {
         switch encoder.encode(tokens, at: i, receivedAt: receivedAt, sentAt: nil, into: builder) {
