@@ -249,7 +249,9 @@ public final class TallyServer: Sendable {
 }
 
 /// Turns every error into the JSON error shape and counts requests by route and status.
-struct ErrorAndMetricsMiddleware<Context: RequestContext>: RouterMiddleware {
+struct ErrorAndMetricsMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+
     let metrics: ServerMetrics
     let logger: Logger
 

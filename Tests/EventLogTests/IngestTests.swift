@@ -139,6 +139,20 @@ func encodeOne(_ json: String, receivedAt: Int64 = 1_705_312_800_000_000, sentAt
         #expect(error.message.contains(mentions), "\(error.message)")
     }
 
+    @Test func hostileShapesAreAnsweredNotCrashedOn() throws {
+        let deepArray = String(repeating: "[", count: 1000) + String(repeating: "]", count: 1000)
+        let stored = try encodeOne(#"{"event_name":"e","properties":{"x":\#(deepArray)}}"#).get()
+        #expect(stored.properties == [Property("x", .json(deepArray))])
+        let deepObject = String(repeating: #"{"a":"#, count: 1000) + "1" + String(repeating: "}", count: 1000)
+        #expect(try encodeOne(#"{"event_name":"e","properties":\#(deepObject)}"#).failureCode == "property_key_too_long")
+        // A repeated field: the last one wins.
+        #expect(try encodeOne(#"{"event_name":"a","event_name":"b"}"#).get().name == "b")
+        let tokenizer = JSONTokenizer()
+        for bad in ["{\"event_name\":\"a\"", "[" + String(repeating: "[", count: 2000), "{\"n\":1e400}", "{\"n\":123456789012345678901234567890}"] {
+            #expect(throws: JSONSyntaxError.self) { _ = try Array(bad.utf8).withUnsafeBytes { try tokenizer.parse($0) } }
+        }
+    }
+
     @Test func limitsAreEnforced() throws {
         let longName = String(repeating: "é", count: 201)
         #expect(try encodeOne(#"{"event_name":"\#(longName)"}"#).failureCode == "invalid_field")
