@@ -51,6 +51,8 @@ public final class Ingestor: Sendable {
     public let codec: Codec
     /// Zstd level or LZ4 acceleration.
     public let codecLevel: Int32
+    /// Batches whose records take fewer bytes are stored uncompressed.
+    public static let smallBatchBytes = 512
     private let pool = Mutex<[SendableWorkspace]>([])
 
     public init(limits: IngestLimits = .init(), codec: Codec = .lz4, codecLevel: Int32? = nil) {
@@ -257,7 +259,9 @@ public final class Ingestor: Sendable {
         }
         guard !builder.isEmpty else { return (pending, nil) }
         do {
-            var prepared = try builder.seal(codec: codec, level: codecLevel)
+            // A record or two does not compress enough to pay for the compressor's setup.
+            let batchCodec = builder.uncompressedBytes < Ingestor.smallBatchBytes ? Codec.none : codec
+            var prepared = try builder.seal(codec: batchCodec, level: codecLevel)
             prepared.clientKeys = keys
             return (pending, prepared)
         } catch {

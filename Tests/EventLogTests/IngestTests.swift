@@ -186,6 +186,7 @@ extension Result where Failure == IngestError {
 
     @Test func batchesJudgeEachEventAlone() async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         let log = try EventLog.open(directory: dir.path)
         defer { log.close() }
         let results = try await ingest(
@@ -209,6 +210,7 @@ extension Result where Failure == IngestError {
 
     @Test func concurrentRequestsWithTheSameIdStoreItOnce() async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         let log = try EventLog.open(directory: dir.path)
         defer { log.close() }
         let ingestor = Ingestor()
@@ -231,6 +233,7 @@ extension Result where Failure == IngestError {
 
     @Test func requestLevelErrors() async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         let log = try EventLog.open(directory: dir.path)
         defer { log.close() }
         var limits = IngestLimits()
@@ -280,6 +283,7 @@ extension Result where Failure == IngestError {
     @Test(arguments: ["events.ndjson", "events.ndjson.zst", "events.ndjson.lz4"])
     func importsGoodLinesAndReportsBadOnes(fileName: String) async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         var lines: [String] = []
         for i in 0..<5000 {
             switch i {
@@ -307,6 +311,7 @@ extension Result where Failure == IngestError {
 
     @Test func strictModeStopsAtTheFirstBadLine() async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         let path = dir.path + "/bad.ndjson"
         try writeCompressed(#"{"event_name":"a"}"# + "\n{oops}\n" + #"{"event_name":"b"}"# + "\n", to: path)
         let log = try EventLog.open(directory: dir.path + "/log")
@@ -318,6 +323,7 @@ extension Result where Failure == IngestError {
 
     @Test func reimportingIdentifiedEventsStoresThemOnce() async throws {
         let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
         let path = dir.path + "/ids.ndjson"
         try writeCompressed((0..<100).map { #"{"event_name":"e","event_id":"id-\#($0)"}"# }.joined(separator: "\n"), to: path)
         let log = try EventLog.open(directory: dir.path + "/log")
