@@ -446,7 +446,10 @@ final class DirectoryLock {
         fd = try FileIO.open(path, flags: O_RDWR | O_CREAT)
         if flock(fd, LOCK_EX | LOCK_NB) != 0 {
             let owner = (try? FileIO.readFile(path)).map { String(decoding: $0, as: UTF8.self) } ?? ""
-            FileIO.close(fd)
+            // release() marks the descriptor closed: a class whose init throws after its
+            // properties are set still runs deinit, and closing the number twice would close
+            // whatever file another thread opened in between.
+            release()
             throw EventLogError.locked(directory: directory, owner: owner.trimmingCharacters(in: .whitespacesAndNewlines))
         }
         let pid = Array("\(getpid())\n".utf8)
