@@ -1,3 +1,4 @@
+import EventLog
 public import Hummingbird
 import NIOCore
 
@@ -19,36 +20,23 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        var json = #"{"error":{"code":"# + JSONText.quote(code) + #","message":"# + JSONText.quote(message)
-        if let details { json += #","details":"# + details }
-        json += "}}"
+        let out = OutputBuffer(capacity: 128)
+        let w = JSONWriter(out)
+        w.raw(#"{"error":{"code":"#)
+        w.string(code)
+        w.raw(#","message":"#)
+        w.string(message)
+        if let details {
+            w.raw(#","details":"#)
+            w.raw(details)
+        }
+        w.raw("}}")
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: json)))
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.bytes)))
     }
 
     static func unauthorized(_ message: String) -> APIError {
         APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: "Bearer"])
-    }
-}
-
-/// JSON text helpers for building responses without Foundation's encoder.
-enum JSONText {
-    static func quote(_ s: String) -> String {
-        var out = "\""
-        for scalar in s.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }

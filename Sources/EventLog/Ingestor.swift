@@ -82,9 +82,6 @@ public final class Ingestor: Sendable {
         var pending: [Pending]
         var batch: PreparedBatch?
         let index: IdempotencyIndex
-
-        /// Events the request will store (new ones only).
-        public var newEvents: Int { batch?.eventCount ?? 0 }
     }
 
     /// Checks the body size limit of the endpoint.
@@ -100,7 +97,8 @@ public final class Ingestor: Sendable {
 
     /// Parses and validates the body of `POST /events` (`batch: false`) or
     /// `POST /events/batch`, reserves client ids and compresses the batch. Synchronous and
-    /// CPU-bound; the returned request must be passed to `complete` (or `abandon`).
+    /// CPU-bound; the returned request must be passed to `complete`, which releases its reserved
+    /// ids if the append fails.
     public func prepare(body: UnsafeRawBufferPointer, batch: Bool, for log: EventLog, receivedAt: Int64 = currentMicros()) throws
         -> PreparedRequest
     {
@@ -109,11 +107,6 @@ public final class Ingestor: Sendable {
             try prepare(body: body, batch: batch, receivedAt: receivedAt, index: log.idempotency, ws)
         }
         return PreparedRequest(pending: pending, batch: prepared, index: log.idempotency)
-    }
-
-    /// Releases the client ids a prepared request reserved, without appending it.
-    public func abandon(_ request: PreparedRequest) {
-        request.index.release(request.batch?.clientKeys ?? [])
     }
 
     /// Appends a prepared request and returns once its events are durable, with each event's

@@ -41,46 +41,9 @@ public struct JSONWriter {
 
     /// Writes a time as a JSON string in `Timestamp.format`'s form, without building a String.
     public func timestamp(_ micros: Int64) {
-        let days = micros >= 0 ? micros / 86_400_000_000 : (micros - 86_399_999_999) / 86_400_000_000
-        let inDay = micros - days * 86_400_000_000
-        let (y, m, d) = Timestamp.civilFromDays(Int(days))
-        let secs = Int(inDay / 1_000_000)
-        let frac = Int(inDay % 1_000_000)
-        out.reserve(32)
         out.append(byte: UInt8(ascii: "\""))
-        digits(y, 4)
-        out.append(byte: UInt8(ascii: "-"))
-        digits(m, 2)
-        out.append(byte: UInt8(ascii: "-"))
-        digits(d, 2)
-        out.append(byte: UInt8(ascii: "T"))
-        digits(secs / 3600, 2)
-        out.append(byte: UInt8(ascii: ":"))
-        digits(secs / 60 % 60, 2)
-        out.append(byte: UInt8(ascii: ":"))
-        digits(secs % 60, 2)
-        if frac != 0 {
-            out.append(byte: UInt8(ascii: "."))
-            if frac % 1000 == 0 { digits(frac / 1000, 3) } else { digits(frac, 6) }
-        }
-        out.append(byte: UInt8(ascii: "Z"))
+        Timestamp.write(micros, into: out)
         out.append(byte: UInt8(ascii: "\""))
-    }
-
-    @inline(__always)
-    private func digits(_ value: Int, _ width: Int) {
-        var divisor = 1
-        for _ in 1..<width { divisor *= 10 }
-        if value >= divisor * 10 || value < 0 {
-            out.append(String(value))
-            return
-        }
-        var v = value
-        while divisor > 0 {
-            out.append(byte: UInt8(48 + v / divisor))
-            v %= divisor
-            divisor /= 10
-        }
     }
 
     /// Writes an event id as a JSON string; server ids are formatted in place.
@@ -96,9 +59,6 @@ public struct JSONWriter {
             out.append(byte: UInt8(ascii: "\""))
         }
     }
-
-    @inline(__always)
-    public func byte(_ c: Character) { out.append(byte: c.asciiValue!) }
 
     public func key(_ k: String) {
         string(k)

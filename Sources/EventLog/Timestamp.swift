@@ -120,21 +120,51 @@ public enum Timestamp {
 
     /// RFC 3339 in UTC: `2024-01-15T10:00:00Z`, with `.mmm` or `.uuuuuu` only when needed.
     public static func format(_ micros: Int64) -> String {
+        let out = OutputBuffer(capacity: 32)
+        write(micros, into: out)
+        return String(decoding: out.bytes, as: UTF8.self)
+    }
+
+    /// Appends `format(micros)` to `out` without building a String (response hot path).
+    public static func write(_ micros: Int64, into out: OutputBuffer) {
         let days = micros >= 0 ? micros / 86_400_000_000 : (micros - 86_399_999_999) / 86_400_000_000
         let inDay = micros - days * 86_400_000_000
         let (y, m, d) = civilFromDays(Int(days))
         let secs = Int(inDay / 1_000_000)
         let frac = Int(inDay % 1_000_000)
-        var out = pad(y, 4) + "-" + pad(m, 2) + "-" + pad(d, 2) + "T"
-        out += pad(secs / 3600, 2) + ":" + pad(secs / 60 % 60, 2) + ":" + pad(secs % 60, 2)
+        out.reserve(32)
+        digits(y, 4, out)
+        out.append(byte: UInt8(ascii: "-"))
+        digits(m, 2, out)
+        out.append(byte: UInt8(ascii: "-"))
+        digits(d, 2, out)
+        out.append(byte: UInt8(ascii: "T"))
+        digits(secs / 3600, 2, out)
+        out.append(byte: UInt8(ascii: ":"))
+        digits(secs / 60 % 60, 2, out)
+        out.append(byte: UInt8(ascii: ":"))
+        digits(secs % 60, 2, out)
         if frac != 0 {
-            out += frac % 1000 == 0 ? "." + pad(frac / 1000, 3) : "." + pad(frac, 6)
+            out.append(byte: UInt8(ascii: "."))
+            if frac % 1000 == 0 { digits(frac / 1000, 3, out) } else { digits(frac, 6, out) }
         }
-        return out + "Z"
+        out.append(byte: UInt8(ascii: "Z"))
     }
 
-    static func pad(_ v: Int, _ width: Int) -> String {
-        let s = String(v)
-        return s.count >= width ? s : String(repeating: "0", count: width - s.count) + s
+    /// `value` zero-padded to `width` digits (wider values are written in full).
+    @inline(__always)
+    static func digits(_ value: Int, _ width: Int, _ out: OutputBuffer) {
+        var divisor = 1
+        for _ in 1..<width { divisor *= 10 }
+        if value >= divisor * 10 || value < 0 {
+            out.append(String(value))
+            return
+        }
+        var v = value
+        while divisor > 0 {
+            out.append(byte: UInt8(48 + v / divisor))
+            v %= divisor
+            divisor /= 10
+        }
     }
 }

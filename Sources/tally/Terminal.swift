@@ -1,3 +1,5 @@
+import EventLog
+
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -6,16 +8,9 @@ enum FileHandleWriter {
     static func stdout(_ bytes: UnsafeBufferPointer<UInt8>) { write(1, bytes) }
     static func stderr(_ bytes: UnsafeBufferPointer<UInt8>) { write(2, bytes) }
 
+    /// Best effort: a closed pipe (`tally log dump | head`) must not turn into an error.
     static func write(_ fd: Int32, _ bytes: UnsafeBufferPointer<UInt8>) {
-        var offset = 0
-        while offset < bytes.count {
-            let n = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-            if n <= 0 {
-                if n < 0 && errno == EINTR { continue }
-                return
-            }
-            offset += n
-        }
+        try? FileIO.writeAll(fd, UnsafeRawBufferPointer(bytes), path: fd == 1 ? "stdout" : "stderr")
     }
 }
 
