@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .executable(name: "tally", targets: ["tally"]),
         .library(name: "EventLog", targets: ["EventLog"]),
+        .library(name: "ColumnStore", targets: ["ColumnStore"]),
         .library(name: "AnalyticsServer", targets: ["AnalyticsServer"]),
     ],
     dependencies: [
@@ -45,9 +46,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "ColumnStore",
+            dependencies: ["EventLog", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AnalyticsServer",
             dependencies: [
-                "EventLog",
+                "EventLog", "ColumnStore",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -60,7 +66,7 @@ let package = Package(
         .executableTarget(
             name: "tally",
             dependencies: [
-                "EventLog", "AnalyticsServer",
+                "EventLog", "ColumnStore", "AnalyticsServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -68,9 +74,20 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
 
+        .target(
+            name: "TallyTestSupport",
+            dependencies: ["EventLog"],
+            path: "Tests/TallyTestSupport",
+            swiftSettings: swiftSettings
+        ),
         .testTarget(
             name: "EventLogTests",
-            dependencies: ["EventLog", "CLZ4", "CZstd", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EventLog", "TallyTestSupport", "CLZ4", "CZstd", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "ColumnStoreTests",
+            dependencies: ["ColumnStore", "EventLog", "TallyTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

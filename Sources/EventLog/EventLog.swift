@@ -202,6 +202,29 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// Deletes sealed segments all of whose events lie before `sequence` (the compactor's
+    /// "compacted through"), and returns their names.
+    ///
+    /// Two segments always stay: the active one, whose file recovery resumes in, and any
+    /// segment holding events the idempotency snapshots do not yet cover, because the
+    /// index is rebuilt from the log past the newest snapshot.
+    @discardableResult
+    public func removeSegments(before sequence: UInt64) throws -> [String] {
+        let limit = min(sequence, lastPersistedThrough.withLock { $0 })
+        let removed: [String] = state.withLock { s in
+            var count = 0
+            while count + 1 < s.segments.count && s.segments[count + 1].firstSequence <= limit { count += 1 }
+            let names = s.segments.prefix(count).map(\.name)
+            s.segments.removeFirst(count)
+            return names
+        }
+        guard !removed.isEmpty else { return [] }
+        for name in removed { try FileIO.unlink(directory + "/" + name) }
+        try FileIO.fsyncDirectory(directory)
+        logger.info("removed compacted log segments", metadata: ["segments": "\(removed.count)", "before": "\(limit)"])
+        return removed
+    }
+
     /// Appends one batch and returns its first sequence number once it is durable.
     public func append(_ batch: PreparedBatch) async throws -> UInt64 {
         try await withCheckedThrowingContinuation { continuation in

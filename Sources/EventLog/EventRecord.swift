@@ -90,6 +90,11 @@ public struct RecordDecodingError: Error, CustomStringConvertible, Equatable {
     public var offset: Int
     public var reason: String
     public var description: String { "malformed event record at payload offset \(offset): \(reason)" }
+
+    public init(offset: Int, reason: String) {
+        self.offset = offset
+        self.reason = reason
+    }
 }
 
 /// Decodes the records of one uncompressed batch payload.

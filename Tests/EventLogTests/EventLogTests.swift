@@ -1,4 +1,5 @@
 import EventLog
+import TallyTestSupport
 import Foundation
 import Logging
 import Testing

@@ -1,5 +1,6 @@
 import CLZ4
 import EventLog
+import TallyTestSupport
 import Testing
 
 @Suite struct FramingTests {

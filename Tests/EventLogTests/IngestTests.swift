@@ -1,6 +1,7 @@
 import CLZ4
 import CZstd
 import EventLog
+import TallyTestSupport
 import Foundation
 import Testing
 

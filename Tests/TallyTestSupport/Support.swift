@@ -1,11 +1,11 @@
-import EventLog
+public import EventLog
 import Foundation
 
 /// A fresh directory under the system temp dir, removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
+public final class TemporaryDirectory {
+    public let path: String
 
-    init() {
+    public init() {
         path = NSTemporaryDirectory() + "tally-test-" + UUID().uuidString
         try! FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
@@ -14,10 +14,10 @@ final class TemporaryDirectory {
 }
 
 /// A deterministic generator (SplitMix64) so failures reproduce.
-struct SeededRandom: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
+public struct SeededRandom: RandomNumberGenerator {
+    public var state: UInt64
+    public init(seed: UInt64) { state = seed }
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
@@ -26,13 +26,13 @@ struct SeededRandom: RandomNumberGenerator {
     }
 }
 
-func randomString(_ rng: inout SeededRandom, maxLength: Int = 12) -> String {
+public func randomString(_ rng: inout SeededRandom, maxLength: Int = 12) -> String {
     let alphabet = Array("abcdefghijklmnopqrstuvwxyz0123456789 _-é漢😀\"\\\n")
     let n = Int.random(in: 0...maxLength, using: &rng)
     return String((0..<n).map { _ in alphabet.randomElement(using: &rng)! })
 }
 
-func randomEvent(_ rng: inout SeededRandom) -> Event {
+public func randomEvent(_ rng: inout SeededRandom) -> Event {
     var properties: [Property] = []
     for i in 0..<Int.random(in: 0...6, using: &rng) {
         let value: PropertyValue
@@ -59,27 +59,27 @@ func randomEvent(_ rng: inout SeededRandom) -> Event {
         properties: properties)
 }
 
-func makeBatch(_ events: [Event], codec: Codec = .lz4) throws -> PreparedBatch {
+public func makeBatch(_ events: [Event], codec: Codec = .lz4) throws -> PreparedBatch {
     let builder = BatchBuilder()
     for e in events { builder.append(e) }
     return try builder.seal(codec: codec)
 }
 
-func readAll(_ log: EventLog, from: UInt64 = 0) throws -> [Event] {
+public func readAll(_ log: EventLog, from: UInt64 = 0) throws -> [Event] {
     var reader = LogReader(snapshot: log.snapshot(), from: from)
     var events: [Event] = []
     while let e = try reader.next() { events.append(e) }
     return events
 }
 
-func readAllOffline(_ directory: String) throws -> [Event] {
+public func readAllOffline(_ directory: String) throws -> [Event] {
     var reader = try LogReader.offline(directory: directory)
     var events: [Event] = []
     while let e = try reader.next() { events.append(e) }
     return events
 }
 
-func copyDirectory(_ from: String, _ to: String) {
+public func copyDirectory(_ from: String, _ to: String) {
     try? FileManager.default.removeItem(atPath: to)
     try! FileManager.default.copyItem(atPath: from, toPath: to)
 }

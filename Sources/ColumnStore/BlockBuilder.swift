@@ -1,0 +1,365 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import EventLog
+
+/// The project-wide dictionaries of user and session ids (see ``GlobalDictionary``).
+///
+/// `user_id` and `anonymous_id` share one id space, the "distinct id" of PostHog: a funnel
+/// or retention query follows one integer per person whichever of the two identified them,
+/// and a later identify/alias merge becomes a remap of integers.
+public final class ProjectDictionaries: @unchecked Sendable {
+    // Unchecked: mutated only by the one compactor of a project, which holds the store's
+    // compaction lock; readers take immutable copies (`snapshot`).
+    public var users: GlobalDictionary
+    public var sessions: GlobalDictionary
+
+    public init(users: GlobalDictionary, sessions: GlobalDictionary) {
+        self.users = users
+        self.sessions = sessions
+    }
+}
+
+/// Accumulates the events of one UTC day and writes them as one block file.
+///
+/// Rows arrive as log records in any order. `finish` sorts them by (person, timestamp,
+/// sequence): each person's events become one contiguous, time-ordered run, so funnels and
+/// retention take one pass per person without sorting at query time, and the user and session
+/// id columns shrink to almost nothing under delta encoding. Time-range filters still prune
+/// whole blocks, because a block is one day.
+public struct BlockBuilder {
+    public let day: Int32
+    public private(set) var rows = 0
+    var timestamps: [Int64] = []
+    var received: [Int64] = []
+    var sequences: [Int64] = []
+    var clampedRows: [UInt32] = []
+    var names = ByteStringTable()
+    var nameCodes: [UInt32] = []
+    var users: [UInt32] = []
+    var anonymous: [UInt32] = []
+    var sessions: [UInt32] = []
+    var bots = ByteStringTable()
+    var botCodes: [UInt32] = []
+    var eventIds = ByteStringTable()
+    var eventIdCodes: [UInt32] = []
+
+    var propertyKeys = ByteStringTable()
+    /// `slotOfKeyKind[key * 8 + kind]` is the index into `properties`, or -1.
+    var slotOfKeyKind: [Int32] = []
+    var keyLastRow: [Int32] = []
+    var keyLastEntry: [Int32] = []
+    var properties: [PropertyColumnBuilder] = []
+    /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`.
+    var entryStart: [UInt32] = [0]
+    var entryColumn: [UInt32] = []
+    var entryValue: [UInt32] = []
+
+    static let none = UInt32.max
+
+    public init(day: Int32) {
+        self.day = day
+    }
+
+    /// The UTC day (days since 1970-01-01) of a timestamp in microseconds.
+    @inline(__always)
+    public static func day(ofMicros micros: Int64) -> Int32 {
+        Int32(truncatingIfNeeded: micros >= 0 ? micros / 86_400_000_000 : (micros + 1) / 86_400_000_000 - 1)
+    }
+
+    /// The timestamp of a record, without decoding the rest.
+    @inline(__always)
+    public static func timestamp(ofRecordBody body: UnsafeRawBufferPointer) -> Int64? {
+        guard body.count >= 8 else { return nil }
+        return Int64(littleEndian: body.loadUnaligned(as: Int64.self))
+    }
+
+    /// Adds one event given as a log record body (the bytes after its length field).
+    public mutating func append(
+        recordBody body: UnsafeRawBufferPointer, sequence: UInt64, dictionaries: ProjectDictionaries
+    ) throws(RecordDecodingError) {
+        var r = ByteReader(body)
+        func fail(_ reason: String) -> RecordDecodingError { RecordDecodingError(offset: r.offset, reason: reason) }
+        guard let ts = r.read(Int64.self), let recv = r.read(Int64.self), let flags = r.readByte() else {
+            throw fail("truncated record header")
+        }
+        guard let name = r.readLengthPrefixed() else { throw fail("truncated event_name") }
+        let row = UInt32(rows)
+        timestamps.append(ts)
+        received.append(recv)
+        sequences.append(Int64(bitPattern: sequence))
+        if flags & EventRecord.timestampClamped != 0 { clampedRows.append(row) }
+        nameCodes.append(names.intern(name))
+        var user = Self.none, anon = Self.none, session = Self.none, bot = Self.none, eventId = Self.none
+        if flags & EventRecord.hasUserId != 0 {
+            guard let s = r.readLengthPrefixed() else { throw fail("truncated user_id") }
+            user = dictionaries.users.intern(s)
+        }
+        if flags & EventRecord.hasAnonymousId != 0 {
+            guard let s = r.readLengthPrefixed() else { throw fail("truncated anonymous_id") }
+            anon = dictionaries.users.intern(s)
+        }
+        if flags & EventRecord.hasSessionId != 0 {
+            guard let s = r.readLengthPrefixed() else { throw fail("truncated session_id") }
+            session = dictionaries.sessions.intern(s)
+        }
+        if flags & EventRecord.hasBotId != 0 {
+            guard let s = r.readLengthPrefixed() else { throw fail("truncated bot_id") }
+            bot = bots.intern(s)
+        }
+        if flags & EventRecord.hasClientEventId != 0 {
+            guard let s = r.readLengthPrefixed() else { throw fail("truncated event_id") }
+            eventId = eventIds.intern(s)
+        }
+        users.append(user)
+        anonymous.append(anon)
+        sessions.append(session)
+        botCodes.append(bot)
+        eventIdCodes.append(eventId)
+        guard let count = r.readVarint(), count <= 65_536 else { throw fail("bad property count") }
+        for _ in 0..<count {
+            guard let key = r.readLengthPrefixed(), let tagByte = r.readByte(), let tag = EventRecord.Tag(rawValue: tagByte)
+            else { throw fail("truncated property") }
+            let keyId = Int(propertyKeys.intern(key))
+            if keyId >= keyLastRow.count {
+                keyLastRow.append(-1)
+                keyLastEntry.append(-1)
+                slotOfKeyKind.append(contentsOf: repeatElement(-1, count: 8))
+            }
+            let kind: ColumnKind
+            switch tag {
+            case .null: kind = .null
+            case .falseValue, .trueValue: kind = .bool
+            case .int: kind = .int
+            case .double: kind = .double
+            case .string: kind = .string
+            case .json: kind = .json
+            }
+            var slot = Int(slotOfKeyKind[keyId * 8 + Int(kind.rawValue)])
+            if slot < 0 {
+                slot = properties.count
+                properties.append(PropertyColumnBuilder(keyId: keyId, kind: kind))
+                slotOfKeyKind[keyId * 8 + Int(kind.rawValue)] = Int32(slot)
+            }
+            let valueIndex: UInt32
+            switch tag {
+            case .null: valueIndex = properties[slot].appendNull()
+            case .falseValue: valueIndex = properties[slot].append(bool: false)
+            case .trueValue: valueIndex = properties[slot].append(bool: true)
+            case .int:
+                guard let v = r.readVarint() else { throw fail("truncated int property") }
+                valueIndex = properties[slot].append(int: zigzagDecode(v))
+            case .double:
+                guard let d = r.readDouble() else { throw fail("truncated double property") }
+                valueIndex = properties[slot].append(double: d)
+            case .string, .json:
+                guard let s = r.readLengthPrefixed() else { throw fail("truncated string property") }
+                valueIndex = properties[slot].append(string: s)
+            }
+            // A key repeated within one event: the last value wins, as in JavaScript.
+            if keyLastRow[keyId] == Int32(row) {
+                let entry = Int(keyLastEntry[keyId])
+                entryColumn[entry] = UInt32(slot)
+                entryValue[entry] = valueIndex
+            } else {
+                keyLastRow[keyId] = Int32(row)
+                keyLastEntry[keyId] = Int32(entryColumn.count)
+                entryColumn.append(UInt32(slot))
+                entryValue.append(valueIndex)
+            }
+        }
+        guard r.isAtEnd else { throw fail("\(r.remaining) trailing bytes in record") }
+        entryStart.append(UInt32(entryColumn.count))
+        rows += 1
+    }
+
+    /// Adds a materialized event (merges of older blocks, tests) through the record path.
+    public mutating func append(_ event: Event, dictionaries: ProjectDictionaries, scratch: OutputBuffer) throws(RecordDecodingError) {
+        scratch.removeAll()
+        EventRecord.encode(event, into: scratch)
+        let body = UnsafeRawBufferPointer(rebasing: scratch.bytes[4...])
+        try append(recordBody: body, sequence: event.sequence, dictionaries: dictionaries)
+    }
+
+    /// The order rows are written in: by person (user id, else anonymous id, else last),
+    /// then timestamp, then sequence.
+    func rowOrder() -> [UInt32] {
+        struct Key: Comparable {
+            var actor: UInt32
+            var timestamp: Int64
+            var sequence: Int64
+            var row: UInt32
+            static func < (a: Key, b: Key) -> Bool {
+                if a.actor != b.actor { return a.actor < b.actor }
+                if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
+                return UInt64(bitPattern: a.sequence) < UInt64(bitPattern: b.sequence)
+            }
+        }
+        var keys = [Key]()
+        keys.reserveCapacity(rows)
+        for i in 0..<rows {
+            let actor = users[i] != Self.none ? users[i] : anonymous[i]
+            keys.append(Key(actor: actor, timestamp: timestamps[i], sequence: sequences[i], row: UInt32(i)))
+        }
+        keys.sort()
+        return keys.map(\.row)
+    }
+
+    /// Encodes the block: header, chunks, footer, trailer. `codec` compresses every chunk
+    /// (chunks that do not shrink are stored plain).
+    public mutating func finish(
+        codec: Codec, level: Int32, dictionaries: ProjectDictionaries, createdAt: Int64 = currentMicros()
+    ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
+        mergeNumericKinds()
+        let order = rowOrder()
+        let writer = BlockWriter(codec: codec, level: level, rows: rows)
+        let n = rows
+
+        var ts = [Int64](repeating: 0, count: n)
+        var recv = [Int64](repeating: 0, count: n)
+        var seq = [Int64](repeating: 0, count: n)
+        for (r, old) in order.enumerated() {
+            ts[r] = timestamps[Int(old)]
+            recv[r] = received[Int(old)]
+            seq[r] = sequences[Int(old)]
+        }
+        try writer.addIntColumn("timestamp", kind: .int, values: ts, presentRows: nil)
+        var relative = [Int64](repeating: 0, count: n)
+        for i in 0..<n { relative[i] = recv[i] &- ts[i] }
+        try writer.addIntColumn("received_at", kind: .int, values: recv, presentRows: nil, alternative: (relative, 1))
+        try writer.addIntColumn("sequence", kind: .int, values: seq, presentRows: nil)
+        try writer.addStringColumn("event_name", kind: .string, table: names, codes: order.map { nameCodes[Int($0)] }, presentRows: nil)
+
+        for (column, ids) in [("user_id", users), ("anonymous_id", anonymous), ("session_id", sessions)] {
+            var present: [UInt32] = []
+            var values: [Int64] = []
+            for (r, old) in order.enumerated() where ids[Int(old)] != Self.none {
+                present.append(UInt32(r))
+                values.append(Int64(ids[Int(old)]))
+            }
+            if !present.isEmpty { try writer.addIntColumn(column, kind: .globalId, values: values, presentRows: present) }
+        }
+        for (column, table, codes) in [("bot_id", bots, botCodes), ("event_id", eventIds, eventIdCodes)] {
+            var present: [UInt32] = []
+            var values: [UInt32] = []
+            for (r, old) in order.enumerated() where codes[Int(old)] != Self.none {
+                present.append(UInt32(r))
+                values.append(codes[Int(old)])
+            }
+            if !present.isEmpty { try writer.addStringColumn(column, kind: .string, table: table, codes: values, presentRows: present) }
+        }
+        if !clampedRows.isEmpty {
+            var inverse = [UInt32](repeating: 0, count: n)
+            for (r, old) in order.enumerated() { inverse[Int(old)] = UInt32(r) }
+            try writer.addPresenceOnlyColumn("timestamp_clamped", presentRows: clampedRows.map { inverse[Int($0)] }.sorted(), property: false)
+        }
+
+        // Properties: walk rows in output order and deal each entry to its column.
+        var present = [[UInt32]](repeating: [], count: properties.count)
+        var valueOrder = [[UInt32]](repeating: [], count: properties.count)
+        for (r, old) in order.enumerated() {
+            for e in Int(entryStart[Int(old)])..<Int(entryStart[Int(old) + 1]) {
+                let c = Int(entryColumn[e])
+                present[c].append(UInt32(r))
+                valueOrder[c].append(entryValue[e])
+            }
+        }
+        // Columns in key order, so that a block's footer reads alphabetically.
+        let slots = properties.indices.filter { !present[$0].isEmpty }.sorted { a, b in
+            let ka = propertyKeys.bytes(properties[a].keyId), kb = propertyKeys.bytes(properties[b].keyId)
+            return ka.lexicographicallyPrecedes(kb) || (ka == kb && properties[a].kind.rawValue < properties[b].kind.rawValue)
+        }
+        for slot in slots {
+            let column = properties[slot]
+            let name = propertyKeys.string(column.keyId)
+            let rowsPresent = present[slot]
+            let picks = valueOrder[slot]
+            switch column.kind {
+            case .int:
+                try writer.addIntColumn(name, kind: .int, values: picks.map { column.ints[Int($0)] }, presentRows: rowsPresent, property: true)
+            case .double:
+                try writer.addDoubleColumn(name, values: picks.map { column.doubles[Int($0)] }, presentRows: rowsPresent)
+            case .bool:
+                try writer.addBoolColumn(name, values: picks.map { column.bools[Int($0)] }, presentRows: rowsPresent)
+            case .string, .json:
+                try writer.addStringColumn(
+                    name, kind: column.kind, table: column.strings, codes: picks.map { column.codes[Int($0)] },
+                    presentRows: rowsPresent, property: true)
+            case .null:
+                try writer.addPresenceOnlyColumn(name, presentRows: rowsPresent, property: true)
+            case .globalId:
+                break
+            }
+        }
+        var ranges: [SequenceRange] = []
+        for s in sequences.map({ UInt64(bitPattern: $0) }).sorted() {
+            if let last = ranges.last, last.end == s {
+                ranges[ranges.count - 1].end = s + 1
+            } else {
+                ranges.append(SequenceRange(s, s + 1))
+            }
+        }
+        let footer = BlockFooter(
+            day: day, rows: UInt32(n), minTimestamp: ts.min() ?? 0, maxTimestamp: ts.max() ?? 0, createdAt: createdAt,
+            userDictionaryCount: UInt32(dictionaries.users.count), sessionDictionaryCount: UInt32(dictionaries.sessions.count),
+            sequenceRanges: ranges, columns: writer.columns)
+        return (writer.finish(footer: footer), footer)
+    }
+
+    /// A key with both integer and fractional values becomes one double column, so a number
+    /// property is one column to filter and aggregate. Integers above 2^53 lose precision in
+    /// such a mixed column only.
+    mutating func mergeNumericKinds() {
+        for keyId in 0..<propertyKeys.count {
+            let intSlot = Int(slotOfKeyKind[keyId * 8 + Int(ColumnKind.int.rawValue)])
+            let doubleSlot = Int(slotOfKeyKind[keyId * 8 + Int(ColumnKind.double.rawValue)])
+            guard intSlot >= 0, doubleSlot >= 0 else { continue }
+            let base = UInt32(properties[doubleSlot].doubles.count)
+            properties[doubleSlot].doubles.append(contentsOf: properties[intSlot].ints.map { Double($0) })
+            for e in entryColumn.indices where entryColumn[e] == UInt32(intSlot) {
+                entryColumn[e] = UInt32(doubleSlot)
+                entryValue[e] += base
+            }
+            properties[intSlot].ints = []
+        }
+    }
+}
+
+/// The values of one (key, kind) pair, in arrival order.
+struct PropertyColumnBuilder {
+    let keyId: Int
+    let kind: ColumnKind
+    var ints: [Int64] = []
+    var doubles: [Double] = []
+    var bools: [UInt8] = []
+    var strings = ByteStringTable()
+    var codes: [UInt32] = []
+    var nulls: UInt32 = 0
+
+    init(keyId: Int, kind: ColumnKind) {
+        self.keyId = keyId
+        self.kind = kind
+        if kind == .string || kind == .json { strings = ByteStringTable(capacity: 16) }
+    }
+
+    mutating func appendNull() -> UInt32 {
+        nulls += 1
+        return nulls - 1
+    }
+    mutating func append(bool: Bool) -> UInt32 {
+        bools.append(bool ? 1 : 0)
+        return UInt32(bools.count - 1)
+    }
+    mutating func append(int: Int64) -> UInt32 {
+        ints.append(int)
+        return UInt32(ints.count - 1)
+    }
+    mutating func append(double: Double) -> UInt32 {
+        doubles.append(double)
+        return UInt32(doubles.count - 1)
+    }
+    mutating func append(string: UnsafeRawBufferPointer) -> UInt32 {
+        codes.append(strings.intern(string))
+        return UInt32(codes.count - 1)
+    }
+}

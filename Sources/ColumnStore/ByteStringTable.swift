@@ -1,0 +1,142 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+public import EventLog
+
+/// Interns byte strings to dense ids (0, 1, 2, … in first-seen order) without creating a Swift
+/// `String` per lookup.
+///
+/// The strings live back to back in one blob with an offsets array, which is also exactly the
+/// layout a dictionary chunk is written in. Lookups go through an open-addressing table of
+/// `(hash, id)` pairs, so the compactor's per-value cost is one hash and usually one compare.
+public struct ByteStringTable {
+    /// `offsets[i] ..< offsets[i + 1]` is string `i` in `blob`.
+    public private(set) var offsets: [UInt32] = [0]
+    public private(set) var blob: [UInt8] = []
+    private var slots: [UInt64]
+    private var mask: Int
+
+    public init(capacity: Int = 64) {
+        var size = 16
+        while size < capacity * 2 { size <<= 1 }
+        slots = [UInt64](repeating: .max, count: size)
+        mask = size - 1
+    }
+
+    public var count: Int { offsets.count - 1 }
+
+    @inline(__always)
+    static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
+        // FNV-1a over 8-byte words, then a finalizer: fast for the short strings this holds.
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bytes.count)
+        var i = 0
+        let n = bytes.count
+        while i + 8 <= n {
+            h = (h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x0000_0100_0000_01B3
+            h ^= h >> 29
+            i += 8
+        }
+        var tail: UInt64 = 0
+        var shift: UInt64 = 0
+        while i < n {
+            tail |= UInt64(bytes[i]) << shift
+            shift += 8
+            i += 1
+        }
+        h = (h ^ tail) &* 0xff51_afd7_ed55_8ccd
+        h ^= h >> 33
+        h = h &* 0xc4ce_b9fe_1a85_ec53
+        return h ^ (h >> 33)
+    }
+
+    /// The id of `bytes`, adding it if new.
+    @inline(__always)
+    public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        let h = Self.hash(bytes)
+        let tag = h >> 32
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let entry = slots[slot]
+            if entry == .max { break }
+            if entry >> 32 == tag && equals(id: Int(entry & 0xFFFF_FFFF), bytes) {
+                return UInt32(truncatingIfNeeded: entry)
+            }
+            slot = (slot + 1) & mask
+        }
+        let id = UInt32(count)
+        slots[slot] = (tag << 32) | UInt64(id)
+        blob.append(contentsOf: bytes)
+        offsets.append(UInt32(blob.count))
+        if count * 2 > mask { grow() }
+        return id
+    }
+
+    /// The id of `bytes` if present.
+    public func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
+        let h = Self.hash(bytes)
+        let tag = h >> 32
+        var slot = Int(truncatingIfNeeded: h) & mask
+        while true {
+            let entry = slots[slot]
+            if entry == .max { return nil }
+            if entry >> 32 == tag && equals(id: Int(entry & 0xFFFF_FFFF), bytes) {
+                return UInt32(truncatingIfNeeded: entry)
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    public func find(_ string: String) -> UInt32? {
+        var s = string
+        return s.withUTF8 { find(UnsafeRawBufferPointer($0)) }
+    }
+
+    @discardableResult
+    public mutating func intern(_ string: String) -> UInt32 {
+        var s = string
+        return s.withUTF8 { intern(UnsafeRawBufferPointer($0)) }
+    }
+
+    @inline(__always)
+    func equals(id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
+        let start = Int(offsets[id])
+        let end = Int(offsets[id + 1])
+        guard end - start == bytes.count else { return false }
+        if bytes.count == 0 { return true }
+        return blob.withUnsafeBytes { memcmp($0.baseAddress! + start, bytes.baseAddress!, bytes.count) == 0 }
+    }
+
+    public func string(_ id: Int) -> String {
+        let start = Int(offsets[id])
+        let end = Int(offsets[id + 1])
+        return blob.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
+    }
+
+    public func bytes(_ id: Int) -> ArraySlice<UInt8> {
+        blob[Int(offsets[id])..<Int(offsets[id + 1])]
+    }
+
+    @inline(never)
+    private mutating func grow() {
+        let size = (mask + 1) * 2
+        var newSlots = [UInt64](repeating: .max, count: size)
+        let newMask = size - 1
+        blob.withUnsafeBytes { raw in
+            for id in 0..<count {
+                let start = Int(offsets[id])
+                let h = Self.hash(UnsafeRawBufferPointer(rebasing: raw[start..<Int(offsets[id + 1])]))
+                var slot = Int(truncatingIfNeeded: h) & newMask
+                while newSlots[slot] != .max { slot = (slot + 1) & newMask }
+                newSlots[slot] = ((h >> 32) << 32) | UInt64(id)
+            }
+        }
+        slots = newSlots
+        mask = newMask
+    }
+
+    public mutating func removeAll() {
+        offsets = [0]
+        blob.removeAll(keepingCapacity: true)
+        for i in slots.indices { slots[i] = .max }
+    }
+}

@@ -1,0 +1,285 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+public import EventLog
+import Logging
+import Synchronization
+
+public struct CompactionOptions: Sendable {
+    /// Events read from the log per round; bounds the compactor's memory.
+    public var maxEventsPerRound = 2_000_000
+    /// Codec for recent days, and for days older than `coldAfterDays` (recompressed).
+    public var codec: Codec = .lz4
+    public var coldCodec: Codec = .zstd
+    public var coldAfterDays = 7
+    public var lz4Level: Int32 = 1
+    public var zstdLevel: Int32 = 6
+    /// A day's blocks smaller than this are merged with its new events.
+    public var mergeBelowRows = 1_000_000
+    /// A merge never makes a block larger than this.
+    public var maxBlockRows = 8_000_000
+    /// Cold blocks recompressed per round, so one round never stalls on a backlog.
+    public var recompressPerRound = 16
+
+    public init() {}
+
+    func codec(forDay day: Int32, today: Int32) -> Codec {
+        Int(today) - Int(day) > coldAfterDays ? coldCodec : codec
+    }
+
+    func level(_ codec: Codec) -> Int32 { codec == .zstd ? zstdLevel : lz4Level }
+}
+
+/// What one compaction round did.
+public struct CompactionRound: Sendable {
+    public var events = 0
+    public var from: UInt64 = 0
+    public var through: UInt64 = 0
+    public var blocksWritten = 0
+    public var blocksReplaced = 0
+    public var bytesWritten = 0
+    public var segmentsRemoved = 0
+}
+
+extension ColumnStore {
+    /// Moves the next stretch of the log into blocks, then recompresses a few cold blocks.
+    /// Returns nil when there was nothing to do.
+    ///
+    /// The protocol, each step durable before the next:
+    /// 1. write each new block to a temporary file, fsync it, rename it, fsync the directory;
+    /// 2. append the new dictionary ids and fsync them;
+    /// 3. write the new manifest (blocks replaced by merges removed, new ones added, and
+    ///    "compacted through" advanced) to a temporary file, fsync, rename, fsync the directory;
+    /// 4. delete the replaced block files, then the log segments now wholly in blocks.
+    ///
+    /// A crash before step 3 leaves the old manifest, and the new files are removed as
+    /// unpublished at the next open; after it, the new manifest holds. Either way every
+    /// acknowledged event is visible exactly once: in a listed block if its sequence is
+    /// below "compacted through", in the log otherwise.
+    @discardableResult
+    public func compact(log: EventLog, options: CompactionOptions = .init(), faults: FaultInjector? = nil) throws -> CompactionRound? {
+        compactionLock.lock()
+        defer { compactionLock.unlock() }
+        do {
+            var round = try compactLogLocked(log: log, options: options, faults: faults)
+            let recompressed = try recompressColdLocked(options: options, faults: faults)
+            if round == nil && recompressed > 0 { round = CompactionRound() }
+            if var r = round {
+                r.blocksReplaced += recompressed
+                r.blocksWritten += recompressed
+                try log.persistIdempotency()
+                try faults?.check("remove log segments")
+                r.segmentsRemoved = try log.removeSegments(before: manifest.compactedThrough).count
+                return r
+            }
+            return nil
+        } catch {
+            try? dictionaries.users.rollBack()
+            try? dictionaries.sessions.rollBack()
+            for name in (try? FileIO.listDirectory(directory)) ?? [] where name.hasSuffix(".tmp") {
+                try? FileIO.unlink(directory + "/" + name)
+            }
+            throw error
+        }
+    }
+
+    private func compactLogLocked(log: EventLog, options: CompactionOptions, faults: FaultInjector?) throws -> CompactionRound? {
+        let current = manifest
+        let snapshot = log.snapshot()
+        let from = current.compactedThrough
+        guard snapshot.durableSequence > from else { return nil }
+        var round = CompactionRound(from: from, through: from)
+        var builders: [BlockBuilder] = []
+        var builderOfDay: [Int32: Int] = [:]
+        var lastDay: Int32 = .min
+        var lastIndex = -1
+        var reader = LogReader(snapshot: snapshot, from: from)
+        while let (header, payload) = try reader.nextBatch() {
+            try payload.withUnsafeBytes { bytes in
+                var r = ByteReader(bytes)
+                var sequence = header.firstSequence
+                while !r.isAtEnd {
+                    guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
+                        let ts = BlockBuilder.timestamp(ofRecordBody: body)
+                    else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
+                    defer { sequence += 1 }
+                    if sequence < from { continue }
+                    let day = BlockBuilder.day(ofMicros: ts)
+                    if day != lastDay {
+                        if let index = builderOfDay[day] {
+                            lastIndex = index
+                        } else {
+                            lastIndex = builders.count
+                            builderOfDay[day] = lastIndex
+                            builders.append(BlockBuilder(day: day))
+                        }
+                        lastDay = day
+                    }
+                    try builders[lastIndex].append(recordBody: body, sequence: sequence, dictionaries: dictionaries)
+                    round.events += 1
+                }
+                guard sequence == header.endSequence else {
+                    throw CompactionError.malformedBatch(
+                        first: header.firstSequence, reason: "\(sequence - header.firstSequence) records, header says \(header.eventCount)")
+                }
+            }
+            round.through = header.endSequence
+            if round.through - from >= UInt64(options.maxEventsPerRound) { break }
+        }
+        guard round.through > from else { return nil }
+
+        // Small blocks of the same days are merged into the new ones.
+        var replaced: [BlockEntry] = []
+        let scratch = OutputBuffer(capacity: 4096)
+        let open = blockFiles(of: current)
+        for i in builders.indices {
+            var total = builders[i].rows
+            let candidates = current.blocks.enumerated()
+                .filter { $0.element.day == builders[i].day && Int($0.element.rows) < options.mergeBelowRows }
+                .sorted { $0.element.rows < $1.element.rows }
+            for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
+                for event in try open[index].events(users: dictionaries.users.table, sessions: dictionaries.sessions.table) {
+                    try builders[i].append(event, dictionaries: dictionaries, scratch: scratch)
+                }
+                total += Int(entry.rows)
+                replaced.append(entry)
+            }
+        }
+
+        let generation = current.generation + 1
+        let today = BlockBuilder.day(ofMicros: currentMicros())
+        var added: [BlockEntry] = []
+        for i in builders.indices {
+            let codec = options.codec(forDay: builders[i].day, today: today)
+            let (bytes, footer) = try builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+            let name = Self.blockName(day: builders[i].day, generation: generation)
+            try writeBlockFile(bytes.bytes, name: name, faults: faults)
+            added.append(entry(name: name, footer: footer, bytes: bytes.count, codec: codec))
+            round.bytesWritten += bytes.count
+        }
+        round.blocksWritten = added.count
+        round.blocksReplaced = replaced.count
+        try publish(
+            replacing: replaced, adding: added, compactedThrough: round.through, generation: generation, base: current, faults: faults)
+        return round
+    }
+
+    /// Rewrites blocks of days past `coldAfterDays` with the cold codec, chunk by chunk.
+    private func recompressColdLocked(options: CompactionOptions, faults: FaultInjector?) throws -> Int {
+        guard options.coldCodec != options.codec else { return 0 }
+        let current = manifest
+        let today = BlockBuilder.day(ofMicros: currentMicros())
+        let open = blockFiles(of: current)
+        var replaced: [BlockEntry] = []
+        var added: [BlockEntry] = []
+        let generation = current.generation + 1
+        for (index, entry) in current.blocks.enumerated()
+        where options.codec(forDay: entry.day, today: today) == options.coldCodec && entry.codec != options.coldCodec {
+            if replaced.count >= options.recompressPerRound { break }
+            let codec = options.coldCodec
+            let (bytes, footer) = try open[index].recompressed(codec: codec, level: options.level(codec))
+            let name = Self.blockName(day: entry.day, generation: generation)
+            guard !added.contains(where: { $0.name == name }) else { continue }
+            try writeBlockFile(bytes.bytes, name: name, faults: faults)
+            replaced.append(entry)
+            added.append(self.entry(name: name, footer: footer, bytes: bytes.count, codec: codec))
+        }
+        guard !added.isEmpty else { return 0 }
+        try publish(
+            replacing: replaced, adding: added, compactedThrough: current.compactedThrough, generation: generation, base: current,
+            faults: faults)
+        return added.count
+    }
+
+    /// The open block files of `manifest`, in its order.
+    private func blockFiles(of manifest: Manifest) -> [BlockFile] {
+        let s = snapshot()
+        precondition(s.manifest == manifest, "the manifest changes only under the compaction lock")
+        return s.blocks
+    }
+
+    private func entry(name: String, footer: BlockFooter, bytes: Int, codec: Codec) -> BlockEntry {
+        BlockEntry(
+            name: name, day: footer.day, rows: footer.rows, minTimestamp: footer.minTimestamp, maxTimestamp: footer.maxTimestamp,
+            bytes: UInt64(bytes), codec: codec, sequenceRanges: footer.sequenceRanges)
+    }
+
+    private func writeBlockFile(_ bytes: UnsafeRawBufferPointer, name: String, faults: FaultInjector?) throws {
+        let path = directory + "/" + name
+        let tmp = path + ".tmp"
+        try faults?.check("write block \(name)")
+        let fd = try FileIO.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try FileIO.writeAll(fd, bytes, path: tmp)
+            try faults?.check("fsync block \(name)")
+            try FileIO.fsync(fd, path: tmp)
+            FileIO.close(fd)
+        } catch {
+            FileIO.close(fd)
+            throw error
+        }
+        try faults?.check("rename block \(name)")
+        try FileIO.rename(tmp, path)
+    }
+
+    private func publish(
+        replacing replaced: [BlockEntry], adding added: [BlockEntry], compactedThrough: UInt64, generation: UInt64,
+        base: Manifest, faults: FaultInjector?
+    ) throws {
+        try faults?.check("fsync block directory")
+        try FileIO.fsyncDirectory(directory)
+        try faults?.check("persist dictionaries")
+        try dictionaries.users.persist()
+        try dictionaries.sessions.persist()
+
+        var next = base
+        let gone = Set(replaced.map(\.name))
+        next.blocks.removeAll { gone.contains($0.name) }
+        next.blocks += added
+        next.blocks.sort { ($0.day, $0.name) < ($1.day, $1.name) }
+        next.generation = generation
+        next.compactedThrough = compactedThrough
+        next.userDictionaryCount = UInt32(dictionaries.users.count)
+        next.sessionDictionaryCount = UInt32(dictionaries.sessions.count)
+        let path = directory + "/" + Manifest.fileName
+        let tmp = path + ".tmp"
+        try faults?.check("write manifest")
+        let fd = try FileIO.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
+        do {
+            try next.encoded().withUnsafeBytes { try FileIO.writeAll(fd, $0, path: tmp) }
+            try faults?.check("fsync manifest")
+            try FileIO.fsync(fd, path: tmp)
+            FileIO.close(fd)
+        } catch {
+            FileIO.close(fd)
+            throw error
+        }
+        try faults?.check("rename manifest")
+        try FileIO.rename(tmp, path)
+        try faults?.check("fsync manifest directory")
+        try FileIO.fsyncDirectory(directory)
+
+        // Published: readers switch to the new set; files of replaced blocks stay readable
+        // through the descriptors of snapshots that still hold them.
+        let old = snapshot()
+        var files: [String: BlockFile] = [:]
+        for (entry, file) in zip(old.manifest.blocks, old.blocks) { files[entry.name] = file }
+        let blocks = try next.blocks.map { try files[$0.name] ?? BlockFile(path: directory + "/" + $0.name) }
+        published.withLock { $0 = StoreSnapshot(manifest: next, blocks: blocks) }
+        logger.debug("published manifest", metadata: ["generation": "\(generation)", "blocks": "\(next.blocks.count)"])
+
+        try faults?.check("delete replaced blocks")
+        for entry in replaced { try FileIO.unlink(directory + "/" + entry.name) }
+    }
+}
+
+public enum CompactionError: Error, CustomStringConvertible {
+    case malformedBatch(first: UInt64, reason: String)
+
+    public var description: String {
+        switch self {
+        case .malformedBatch(let first, let reason): "log batch at sequence \(first) is malformed: \(reason)"
+        }
+    }
+}

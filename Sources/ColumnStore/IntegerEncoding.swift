@@ -1,0 +1,264 @@
+public import EventLog
+
+/// Lossless encodings of a vector of 64-bit integers, and the measurement that picks one.
+///
+/// Every encoding is built on one primitive, the *mini-block*: 128 values stored as their
+/// minimum and a bit width, with the few values that do not fit stored apart as exceptions
+/// (patched frame of reference, as in PForDelta). Exceptions keep one outlier, such as the
+/// jump between two users' timestamps in a user-ordered block, from widening 127 neighbours.
+///
+/// | encoding | what goes through the mini-blocks |
+/// |---|---|
+/// | `frame` | `(v - v₀) / d`, `d` the gcd of all differences (timestamps in whole ms get `d = 1000`) |
+/// | `delta` | zigzag of `(vᵢ - vᵢ₋₁) / d`: small for sorted or run-ordered data |
+/// | `dictionary` | codes into a sorted table of the distinct values (few distinct values, e.g. receive times of an import) |
+///
+/// The encoder writes all three and keeps the smallest: "the encoding that measures best".
+public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
+    case frame = 1
+    case delta = 2
+    case dictionary = 3
+
+    public var description: String {
+        switch self {
+        case .frame: "frame"
+        case .delta: "delta"
+        case .dictionary: "dictionary"
+        }
+    }
+
+    static let miniBlock = 128
+    static let dictionaryLimit = 4096
+
+    /// Encodes `values` with the smallest of the encodings into `out`; returns the choice.
+    @discardableResult
+    public static func encodeBest(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) -> IntegerEncoding {
+        let scratch = OutputBuffer(capacity: values.count * 2 + 64)
+        var best: IntegerEncoding = .frame
+        var bestBytes: [UInt8] = []
+        for encoding in allCases {
+            scratch.removeAll()
+            guard encode(values, as: encoding, into: scratch) else { continue }
+            if bestBytes.isEmpty || scratch.count < bestBytes.count {
+                best = encoding
+                bestBytes = scratch.toArray()
+            }
+        }
+        bestBytes.withUnsafeBytes { out.append($0) }
+        return best
+    }
+
+    /// Encodes with one encoding; false when it does not apply (too many distinct values for
+    /// a dictionary).
+    public static func encode(_ values: UnsafeBufferPointer<Int64>, as encoding: IntegerEncoding, into out: OutputBuffer) -> Bool {
+        let n = values.count
+        switch encoding {
+        case .frame:
+            let base = n > 0 ? values[0] : 0
+            var d: UInt64 = 0
+            for v in values { d = gcd(d, UInt64(bitPattern: v &- base).magnitudeOfSigned) }
+            if d == 0 { d = 1 }
+            out.append(littleEndian: base)
+            out.append(varint: d)
+            var shifted = [Int64](repeating: 0, count: n)
+            for i in 0..<n { shifted[i] = (values[i] &- base) / Int64(bitPattern: d) }
+            shifted.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
+        case .delta:
+            var d: UInt64 = 0
+            for i in 1..<max(n, 1) { d = gcd(d, UInt64(bitPattern: values[i] &- values[i - 1]).magnitudeOfSigned) }
+            if d == 0 { d = 1 }
+            let first = n > 0 ? values[0] : 0
+            out.append(littleEndian: first)
+            out.append(varint: d)
+            var zigzags = [Int64](repeating: 0, count: max(n - 1, 0))
+            for i in 1..<max(n, 1) {
+                zigzags[i - 1] = Int64(bitPattern: zigzagEncode((values[i] &- values[i - 1]) / Int64(bitPattern: d)))
+            }
+            zigzags.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
+        case .dictionary:
+            var distinct = Set<Int64>()
+            for v in values {
+                distinct.insert(v)
+                if distinct.count > dictionaryLimit { return false }
+            }
+            let table = distinct.sorted()
+            var index: [Int64: Int64] = [:]
+            index.reserveCapacity(table.count)
+            for (i, v) in table.enumerated() { index[v] = Int64(i) }
+            out.append(varint: UInt64(table.count))
+            for v in table { out.append(littleEndian: v) }
+            var codes = [Int64](repeating: 0, count: n)
+            for i in 0..<n { codes[i] = index[values[i]]! }
+            codes.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
+        }
+        return true
+    }
+
+    /// Decodes `output.count` values. Throws on any malformation: the bytes come from disk.
+    public static func decode(
+        _ bytes: UnsafeRawBufferPointer, as encoding: IntegerEncoding, into output: UnsafeMutableBufferPointer<Int64>
+    ) throws(ColumnDecodingError) {
+        var r = ByteReader(bytes)
+        let n = output.count
+        switch encoding {
+        case .frame:
+            guard let base = r.read(Int64.self), let d = r.readVarint() else { throw .truncated }
+            try readMiniBlocks(&r, into: output)
+            let m = Int64(bitPattern: d)
+            for i in 0..<n { output[i] = base &+ output[i] &* m }
+        case .delta:
+            guard let first = r.read(Int64.self), let d = r.readVarint() else { throw .truncated }
+            guard n > 0 else { break }
+            try readMiniBlocks(&r, into: UnsafeMutableBufferPointer(rebasing: output[1...]))
+            let m = Int64(bitPattern: d)
+            var previous = first
+            output[0] = first
+            for i in 1..<n {
+                previous = previous &+ zigzagDecode(UInt64(bitPattern: output[i])) &* m
+                output[i] = previous
+            }
+        case .dictionary:
+            guard let count = r.readVarint(), count <= UInt64(dictionaryLimit), let raw = r.readBytes(Int(count) * 8) else {
+                throw .truncated
+            }
+            try readMiniBlocks(&r, into: output)
+            for i in 0..<n {
+                let code = output[i]
+                guard code >= 0 && code < Int64(count) else { throw .badValue("dictionary code \(code) of \(count)") }
+                output[i] = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: Int(code) * 8, as: Int64.self))
+            }
+        }
+        guard r.isAtEnd else { throw .badValue("\(r.remaining) trailing bytes in integer chunk") }
+    }
+
+    // MARK: Mini-blocks
+
+    /// Per mini-block: zigzag-varint minimum, u8 width, u8 exception count, `16 × width`
+    /// bytes of packed low bits, then per exception a u8 index and a varint of the high bits.
+    static func writeMiniBlocks(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) {
+        var start = 0
+        var packed = [UInt64](repeating: 0, count: 65 * 2)
+        while start < values.count {
+            let end = min(start + miniBlock, values.count)
+            var minimum = values[start]
+            for i in start..<end { minimum = Swift.min(minimum, values[i]) }
+            // Histogram of bit lengths, then the width with the fewest total bits.
+            var lengths = [Int](repeating: 0, count: 65)
+            for i in start..<end {
+                let offset = UInt64(bitPattern: values[i] &- minimum)
+                lengths[64 - offset.leadingZeroBitCount] += 1
+            }
+            // The best width is 0 or one of the lengths present: try just those.
+            var bestWidth = 64
+            var bestCost = 128 * 64
+            for width in 0...64 where width == 0 || lengths[width] > 0 {
+                var cost = 128 * width
+                if width < 64 {
+                    for length in (width + 1)...64 where lengths[length] > 0 {
+                        cost += lengths[length] * (8 + 8 * ((length - width + 6) / 7))
+                    }
+                }
+                if cost < bestCost {
+                    bestCost = cost
+                    bestWidth = width
+                }
+            }
+            out.append(varint: zigzagEncode(minimum))
+            out.append(byte: UInt8(bestWidth))
+            var exceptions = 0
+            if bestWidth < 64 {
+                for i in start..<end where UInt64(bitPattern: values[i] &- minimum) >> UInt64(bestWidth) != 0 { exceptions += 1 }
+            }
+            out.append(byte: UInt8(exceptions))
+            // Pack 128 slots (a short last block is padded with zeros) into 2 × width words.
+            for w in 0..<(2 * bestWidth) { packed[w] = 0 }
+            let lowMask: UInt64 = bestWidth == 64 ? .max : (1 << UInt64(bestWidth)) &- 1
+            var bit = 0
+            for i in start..<end {
+                let v = UInt64(bitPattern: values[i] &- minimum) & lowMask
+                let word = bit >> 6
+                let shift = UInt64(bit & 63)
+                packed[word] |= v << shift
+                if shift + UInt64(bestWidth) > 64 { packed[word + 1] |= v >> (64 - shift) }
+                bit += bestWidth
+            }
+            for w in 0..<(2 * bestWidth) { out.append(littleEndian: packed[w]) }
+            if exceptions > 0 {
+                for i in start..<end {
+                    let high = UInt64(bitPattern: values[i] &- minimum) >> UInt64(bestWidth)
+                    if high != 0 {
+                        out.append(byte: UInt8(i - start))
+                        out.append(varint: high)
+                    }
+                }
+            }
+            start = end
+        }
+    }
+
+    static func readMiniBlocks(_ r: inout ByteReader, into output: UnsafeMutableBufferPointer<Int64>) throws(ColumnDecodingError) {
+        var start = 0
+        while start < output.count {
+            let end = min(start + miniBlock, output.count)
+            guard let zz = r.readVarint(), let width = r.readByte(), let exceptions = r.readByte() else { throw .truncated }
+            guard width <= 64 else { throw .badValue("bit width \(width)") }
+            let minimum = zigzagDecode(zz)
+            let w = Int(width)
+            guard let words = r.readBytes(16 * w) else { throw .truncated }
+            let lowMask: UInt64 = w == 64 ? .max : (1 << UInt64(w)) &- 1
+            if w == 0 {
+                for i in start..<end { output[i] = minimum }
+            } else {
+                var bit = 0
+                for i in start..<end {
+                    let word = bit >> 6
+                    let shift = UInt64(bit & 63)
+                    var v = words.loadUnaligned(fromByteOffset: word * 8, as: UInt64.self) >> shift
+                    if shift + UInt64(w) > 64 {
+                        v |= words.loadUnaligned(fromByteOffset: (word + 1) * 8, as: UInt64.self) << (64 - shift)
+                    }
+                    output[i] = minimum &+ Int64(bitPattern: v & lowMask)
+                    bit += w
+                }
+            }
+            for _ in 0..<exceptions {
+                guard let index = r.readByte(), let high = r.readVarint() else { throw .truncated }
+                let i = start + Int(index)
+                guard i < end, w < 64 else { throw .badValue("exception index \(index)") }
+                output[i] = output[i] &+ Int64(bitPattern: high << UInt64(w))
+            }
+            start = end
+        }
+    }
+}
+
+@inline(__always)
+func zigzagEncode(_ v: Int64) -> UInt64 { UInt64(bitPattern: (v << 1) ^ (v >> 63)) }
+
+@inline(__always)
+func zigzagDecode(_ v: UInt64) -> Int64 { Int64(bitPattern: v >> 1) ^ -Int64(bitPattern: v & 1) }
+
+func gcd(_ a: UInt64, _ b: UInt64) -> UInt64 {
+    var a = a
+    var b = b
+    while b != 0 { (a, b) = (b, a % b) }
+    return a
+}
+
+extension UInt64 {
+    /// The magnitude of this bit pattern read as a signed two's-complement value.
+    var magnitudeOfSigned: UInt64 { Int64(bitPattern: self).magnitude }
+}
+
+/// Why a column chunk could not be decoded. Readers throw it instead of returning wrong rows.
+public enum ColumnDecodingError: Error, Equatable, CustomStringConvertible {
+    case truncated
+    case badValue(String)
+
+    public var description: String {
+        switch self {
+        case .truncated: "chunk ends early"
+        case .badValue(let what): "bad value: \(what)"
+        }
+    }
+}

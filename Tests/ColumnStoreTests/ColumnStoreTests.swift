@@ -1,0 +1,298 @@
+import ColumnStore
+import EventLog
+import Foundation
+import Logging
+import TallyTestSupport
+import Testing
+
+/// Events spread over `days` consecutive UTC days, with every value type, nulls, a key of
+/// mixed types, empty and unicode strings and extreme numbers.
+func storeTestEvents(count: Int, days: Int, seed: UInt64) -> [Event] {
+    var rng = SeededRandom(seed: seed)
+    let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+    let specials: [PropertyValue] = [
+        .int(.max), .int(.min), .int(0), .double(.greatestFiniteMagnitude), .double(-.leastNonzeroMagnitude),
+        .double(-0.0), .double(19.99), .string(""), .string("漢字 😀 é"), .json("[]"), .null, .bool(true),
+    ]
+    return (0..<count).map { i in
+        var e = randomEvent(&rng)
+        e.timestamp = dayZero + Int64.random(in: 0..<(Int64(days) * 86_400_000_000), using: &rng)
+        e.receivedAt = e.timestamp + Int64.random(in: 0..<5_000_000, using: &rng)
+        if i % 7 == 0 { e.properties.append(Property("mixed", specials[i / 7 % specials.count])) }
+        if i % 5 == 0 { e.properties.append(Property("price", i % 10 == 0 ? .double(Double(i % 1000) / 100) : .int(Int64(i)))) }
+        if i % 3 == 0 { e.clientEventId = "client-\(i)" }
+        if i % 11 == 0 { e.userId = "" }
+        return e
+    }
+}
+
+/// Whether `actual` (read back from blocks) is `expected` (as appended): the same fields,
+/// properties in any order, and integers of a key that also held fractions read as doubles.
+func sameEvent(_ expected: Event, _ actual: Event) -> Bool {
+    var a = expected
+    var b = actual
+    guard a.properties.count == b.properties.count else { return false }
+    func order(_ p: Property) -> String {
+        let kind: String
+        switch p.value {
+        case .null: kind = "0"
+        case .bool: kind = "1"
+        case .int, .double: kind = "2"
+        case .string: kind = "3"
+        case .json: kind = "4"
+        }
+        return p.key + "\u{0}" + kind
+    }
+    a.properties.sort { order($0) < order($1) }
+    b.properties.sort { order($0) < order($1) }
+    for (p, q) in zip(a.properties, b.properties) {
+        guard p.key == q.key else { return false }
+        switch (p.value, q.value) {
+        case (.int(let i), .double(let d)): if Double(i) != d { return false }
+        case (.double(let x), .double(let y)): if x.bitPattern != y.bitPattern { return false }
+        default: if p.value != q.value { return false }
+        }
+    }
+    a.properties = []
+    b.properties = []
+    return a == b
+}
+
+func expectSameEvents(_ expected: [Event], _ actual: [Event], sourceLocation: SourceLocation = #_sourceLocation) {
+    let e = expected.sorted { $0.sequence < $1.sequence }
+    let a = actual.sorted { $0.sequence < $1.sequence }
+    #expect(e.count == a.count, "expected \(e.count) events, read \(a.count)", sourceLocation: sourceLocation)
+    for (x, y) in zip(e, a) where !sameEvent(x, y) {
+        Issue.record("event \(x.sequence) differs:\n  wrote \(x)\n  read  \(y)", sourceLocation: sourceLocation)
+        return
+    }
+}
+
+/// Appends `events` in batches of `batchSize` and returns them with their sequence numbers.
+func append(_ events: [Event], to log: EventLog, batchSize: Int = 100) async throws -> [Event] {
+    var stored: [Event] = []
+    var start = 0
+    while start < events.count {
+        let slice = Array(events[start..<min(start + batchSize, events.count)])
+        let first = try await log.append(try makeBatch(slice))
+        for (i, var e) in slice.enumerated() {
+            e.sequence = first + UInt64(i)
+            stored.append(e)
+        }
+        start += batchSize
+    }
+    return stored
+}
+
+func quietLogger() -> Logger {
+    var logger = Logger(label: "test")
+    logger.logLevel = .critical
+    return logger
+}
+
+/// What a reader sees after a restart: events in listed blocks plus the log past
+/// "compacted through".
+func visibleEvents(projectDirectory: String) throws -> [Event] {
+    let store = try ColumnStore.open(directory: projectDirectory + "/blocks", logger: quietLogger())
+    let log = try EventLog.open(directory: projectDirectory + "/log", logger: quietLogger())
+    defer { log.close() }
+    var events = try store.allEvents()
+    var reader = LogReader(snapshot: log.snapshot(), from: store.manifest.compactedThrough)
+    while let e = try reader.next() { events.append(e) }
+    return events
+}
+
+@Suite struct IntegerEncodingTests {
+    @Test(arguments: IntegerEncoding.allCases)
+    func roundTrips(_ encoding: IntegerEncoding) throws {
+        var rng = SeededRandom(seed: 7)
+        let cases: [[Int64]] = [
+            [], [0], [.max], [.min, .max, 0, -1, 1], (0..<1000).map { Int64($0) * 1000 },
+            (0..<777).map { _ in Int64.random(in: .min ... .max, using: &rng) },
+            (0..<300).map { _ in Int64.random(in: 0..<16, using: &rng) },
+            (0..<500).map { i in i % 50 == 0 ? Int64.random(in: .min ... .max, using: &rng) : Int64(i) },
+        ]
+        for values in cases {
+            let out = OutputBuffer()
+            let applies = values.withUnsafeBufferPointer { IntegerEncoding.encode($0, as: encoding, into: out) }
+            guard applies else { continue }
+            var decoded = [Int64](repeating: 0, count: values.count)
+            try decoded.withUnsafeMutableBufferPointer { d in try IntegerEncoding.decode(out.bytes, as: encoding, into: d) }
+            #expect(decoded == values, "\(encoding) of \(values.count) values")
+        }
+    }
+
+    @Test func outliersBecomeExceptionsInsteadOfWideningTheBlock() {
+        var values = (0..<1024).map { Int64($0 % 8) }
+        values[100] = 1 << 40
+        let out = OutputBuffer()
+        _ = values.withUnsafeBufferPointer { IntegerEncoding.encode($0, as: .frame, into: out) }
+        // 3 bits × 1024 values is 384 bytes; one 40-bit outlier must not cost 37 more bits each.
+        #expect(out.count < 500)
+    }
+
+    @Test func corruptChunksThrowInsteadOfTrapping() {
+        var rng = SeededRandom(seed: 3)
+        let values = (0..<500).map { _ in Int64.random(in: -1000...1000, using: &rng) }
+        for encoding in IntegerEncoding.allCases {
+            let out = OutputBuffer()
+            _ = values.withUnsafeBufferPointer { IntegerEncoding.encode($0, as: encoding, into: out) }
+            let bytes = out.toArray()
+            for cut in stride(from: 0, to: bytes.count, by: 7) {
+                var decoded = [Int64](repeating: 0, count: values.count)
+                let truncated = Array(bytes[0..<cut])
+                #expect(throws: ColumnDecodingError.self) {
+                    try truncated.withUnsafeBytes { b in
+                        try decoded.withUnsafeMutableBufferPointer { try IntegerEncoding.decode(b, as: encoding, into: $0) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+@Suite struct CompactionTests {
+    @Test func eventsRoundTripThroughLogCompactorAndBlocks() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let stored = try await append(storeTestEvents(count: 3000, days: 4, seed: 11), to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        let round = try #require(try store.compact(log: log))
+        #expect(round.events == 3000)
+        #expect(store.manifest.compactedThrough == log.durableSequence)
+        #expect(Set(store.manifest.blocks.map(\.day)).count == store.manifest.blocks.count, "one block per day")
+        expectSameEvents(stored, try store.allEvents())
+        // Rows are ordered by person, then time.
+        for block in store.snapshot().blocks {
+            let events = try store.withDictionaries { try block.events(users: $0.users.table, sessions: $0.sessions.table) }
+            #expect(events.map(\.timestamp).min() ?? 0 >= block.footer.minTimestamp)
+            #expect(BlockBuilder.day(ofMicros: events[0].timestamp) == block.footer.day)
+        }
+        log.close()
+        expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
+    }
+
+    @Test func lateEventsForACompactedDayAreMergedIntoOneBlock() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        var stored: [Event] = []
+        for seed in 1...3 {
+            stored += try await append(storeTestEvents(count: 500, days: 2, seed: UInt64(seed)), to: log)
+            try store.compact(log: log)
+        }
+        #expect(store.manifest.blocks.count == 2, "late events merge with their day's small block")
+        expectSameEvents(stored, try store.allEvents())
+        // Without merging, late events land in a block of their own.
+        var options = CompactionOptions()
+        options.mergeBelowRows = 0
+        stored += try await append(storeTestEvents(count: 100, days: 2, seed: 9), to: log)
+        try store.compact(log: log, options: options)
+        #expect(store.manifest.blocks.count == 4)
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
+    @Test func compactedSegmentsAreRemovedAndTheRestStay() async throws {
+        let dir = TemporaryDirectory()
+        var configuration = EventLog.Configuration()
+        configuration.segmentMaxBytes = 16 * 1024
+        let log = try EventLog.open(directory: dir.path + "/log", configuration: configuration, logger: quietLogger())
+        let stored = try await append(storeTestEvents(count: 2000, days: 3, seed: 5), to: log)
+        let segmentsBefore = log.snapshot().segments.count
+        #expect(segmentsBefore > 3)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        var options = CompactionOptions()
+        options.maxEventsPerRound = 700
+        let round = try #require(try store.compact(log: log, options: options))
+        #expect(round.segmentsRemoved > 0)
+        #expect(log.snapshot().segments.first!.firstSequence <= store.manifest.compactedThrough)
+        log.close()
+        expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
+    }
+
+    /// Stops the compaction before each of its durable steps in turn, then reopens everything
+    /// from disk as a restarted process would: the visible events are exactly those appended.
+    @Test func aFailureAtAnyCompactionStepLosesAndDuplicatesNothing() async throws {
+        var failAt = 1
+        while true {
+            let dir = TemporaryDirectory()
+            var configuration = EventLog.Configuration()
+            configuration.segmentMaxBytes = 8 * 1024
+            var stored: [Event] = []
+            let faults = FaultInjector(failAt: failAt)
+            do {
+                let log = try EventLog.open(directory: dir.path + "/log", configuration: configuration, logger: quietLogger())
+                let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+                stored = try await append(storeTestEvents(count: 400, days: 3, seed: 21), to: log)
+                try store.compact(log: log)
+                stored += try await append(storeTestEvents(count: 300, days: 4, seed: 22), to: log)
+                var options = CompactionOptions()
+                options.coldAfterDays = -10  // every day is cold: recompression runs too
+                var failed = false
+                do {
+                    try store.compact(log: log, options: options, faults: faults)
+                } catch is FaultInjector.Fault {
+                    failed = true
+                }
+                log.close()
+                expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
+                // A restarted compactor finishes the job.
+                let log2 = try EventLog.open(directory: dir.path + "/log", configuration: configuration, logger: quietLogger())
+                let store2 = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+                try store2.compact(log: log2, options: options)
+                #expect(store2.manifest.compactedThrough == log2.durableSequence)
+                log2.close()
+                expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
+                if !failed { break }
+            }
+            failAt += 1
+            #expect(failAt < 200)
+            if failAt >= 200 { break }
+        }
+        #expect(failAt > 10, "the protocol has at least ten durable steps")
+    }
+
+    @Test func coldDaysAreRecompressedWithZstd() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let stored = try await append(storeTestEvents(count: 1000, days: 2, seed: 4), to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        var options = CompactionOptions()
+        options.coldAfterDays = 100_000
+        try store.compact(log: log, options: options)
+        #expect(store.manifest.blocks.allSatisfy { $0.codec == .lz4 })
+        options.coldAfterDays = 0
+        try store.compact(log: log, options: options)
+        #expect(store.manifest.blocks.allSatisfy { $0.codec == .zstd })
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
+    @Test func flippedBitsInABlockAreDetected() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        _ = try await append(storeTestEvents(count: 800, days: 1, seed: 8), to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        try store.compact(log: log)
+        log.close()
+        let name = try #require(store.manifest.blocks.first?.name)
+        let path = dir.path + "/blocks/" + name
+        let original = try FileIO.readFile(path)
+        #expect(try BlockVerifier.verify(directory: dir.path + "/blocks").problems.isEmpty)
+        var rng = SeededRandom(seed: 99)
+        for _ in 0..<40 {
+            var bytes = original
+            let at = Int.random(in: 0..<bytes.count, using: &rng)
+            bytes[at] ^= 1 << UInt8.random(in: 0..<8, using: &rng)
+            try FileIO.writeAtomically(bytes, to: path, durable: false)
+            let problems = try BlockVerifier.verify(directory: dir.path + "/blocks").problems
+            #expect(!problems.isEmpty, "a flipped bit at \(at) went unnoticed")
+            #expect(problems.allSatisfy { $0.file.hasSuffix(name) })
+            #expect(throws: (any Error).self) {
+                let block = try BlockFile(path: path)
+                _ = try store.withDictionaries { try block.events(users: $0.users.table, sessions: $0.sessions.table) }
+            }
+        }
+    }
+}
