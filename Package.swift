@@ -93,7 +93,7 @@ let package = Package(
         .testTarget(
             name: "AnalyticsServerTests",
             dependencies: [
-                "AnalyticsServer", "EventLog",
+                "AnalyticsServer", "EventLog", "ColumnStore",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,3 +1,4 @@
+public import ColumnStore
 public import EventLog
 public import Logging
 import Synchronization
@@ -12,6 +13,7 @@ public final class ProjectLogs: Sendable {
     let logger: Logger
     let metrics: ServerMetrics
     private let logs = Mutex<[String: EventLog]>([:])
+    private let stores = Mutex<[String: ColumnStore]>([:])
     private let opening = Mutex<Void>(())
 
     public init(dataDirectory: String, configuration: EventLog.Configuration, logger: Logger, metrics: ServerMetrics) {
@@ -23,6 +25,10 @@ public final class ProjectLogs: Sendable {
 
     public static func logDirectory(dataDirectory: String, project: String) -> String {
         dataDirectory + "/projects/" + project + "/log"
+    }
+
+    public static func blockDirectory(dataDirectory: String, project: String) -> String {
+        dataDirectory + "/projects/" + project + "/blocks"
     }
 
     /// The project's log, opening (and recovering) it if this is its first use.
@@ -42,6 +48,25 @@ public final class ProjectLogs: Sendable {
     }
 
     public var openLogs: [EventLog] { logs.withLock { Array($0.values) } }
+
+    /// The project's compacted blocks, opening the store if this is its first use.
+    public func store(for project: String) throws -> ColumnStore {
+        if let store = stores.withLock({ $0[project] }) { return store }
+        return try opening.withLock { _ in
+            if let store = stores.withLock({ $0[project] }) { return store }
+            var logger = self.logger
+            logger[metadataKey: "project"] = "\(project)"
+            let store = try ColumnStore.open(directory: Self.blockDirectory(dataDirectory: dataDirectory, project: project), logger: logger)
+            stores.withLock { $0[project] = store }
+            return store
+        }
+    }
+
+    /// Projects with a directory on disk, whether or not they have been opened.
+    public func projectsOnDisk() -> [String] {
+        let root = dataDirectory + "/projects"
+        return ((try? FileIO.listDirectory(root)) ?? []).filter { FileIO.isDirectory(root + "/" + $0) }
+    }
 
     /// Writes idempotency snapshots of every open log.
     public func persistIdempotency() {

@@ -13,6 +13,8 @@ public struct ServerConfiguration: Sendable {
     public var rateLimits = RateLimitConfiguration()
     /// How often idempotency snapshots are written and API keys re-read, in seconds.
     public var maintenanceIntervalSeconds = 2
+    /// When logs are compacted into blocks in the background.
+    public var compaction = CompactionSettings()
 
     public init() {}
 }

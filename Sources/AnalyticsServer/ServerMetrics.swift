@@ -12,6 +12,8 @@ public final class ServerMetrics: Sendable {
     let groupCommits: Counter
     let bytesWritten: Counter
     let fsyncDuration: DurationHistogram
+    let eventsCompacted: Counter
+    let blockBytesWritten: Counter
     struct RequestKey: Hashable {
         var route: String
         var method: String
@@ -26,6 +28,8 @@ public final class ServerMetrics: Sendable {
         batchesWritten = registry.makeCounter(name: "tally_batches_ingested_total", help: "Batches appended to the log")
         groupCommits = registry.makeCounter(name: "tally_log_group_commits_total", help: "Write+fsync rounds of the log writers")
         bytesWritten = registry.makeCounter(name: "tally_log_bytes_written_total", help: "Bytes appended to log segments")
+        eventsCompacted = registry.makeCounter(name: "tally_events_compacted_total", help: "Events moved from the log into blocks")
+        blockBytesWritten = registry.makeCounter(name: "tally_block_bytes_written_total", help: "Bytes of block files written by the compactor")
         fsyncDuration = registry.makeDurationHistogram(
             name: "tally_log_fsync_seconds",
             buckets: [.microseconds(100), .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2.5),
@@ -40,6 +44,11 @@ public final class ServerMetrics: Sendable {
         eventsIngested.increment(by: Int64(stats.events))
         bytesWritten.increment(by: Int64(stats.bytes))
         fsyncDuration.recordNanoseconds(Int64(stats.fsyncNanoseconds))
+    }
+
+    func recordCompaction(events: Int, bytes: Int) {
+        eventsCompacted.increment(by: Int64(events))
+        blockBytesWritten.increment(by: Int64(bytes))
     }
 
     func recordRequest(route: String, method: String, status: Int) {

@@ -16,6 +16,7 @@ public final class TallyServer: Sendable {
     public let rateLimiter: RateLimiter
     public let ingestor: Ingestor
     public let logger: Logger
+    let compactor: BackgroundCompactor
 
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "tally")) throws {
         self.configuration = configuration
@@ -26,6 +27,7 @@ public final class TallyServer: Sendable {
         logs = ProjectLogs(dataDirectory: configuration.dataDirectory, configuration: configuration.log, logger: logger, metrics: metrics)
         rateLimiter = RateLimiter(configuration: configuration.rateLimits)
         ingestor = Ingestor(limits: configuration.ingest, codec: configuration.codec)
+        compactor = BackgroundCompactor(logs: logs, settings: configuration.compaction, logger: logger, metrics: metrics)
     }
 
     /// The router with every route and middleware; also what HummingbirdTesting drives.
@@ -288,13 +290,14 @@ struct ErrorAndMetricsMiddleware: RouterMiddleware {
     }
 }
 
-/// Background upkeep: idempotency snapshots and key reloads every few seconds. At shutdown,
-/// after the HTTP server has drained, it closes every project log (final fsync, checkpoint,
-/// snapshot).
+/// Background upkeep: idempotency snapshots and key reloads every few seconds, and the
+/// compactor's thread. At shutdown, after the HTTP server has drained, it lets the compactor
+/// finish its round and closes every project log (final fsync, checkpoint, snapshot).
 struct MaintenanceService: Service {
     let server: TallyServer
 
     func run() async throws {
+        server.compactor.start()
         let interval = server.configuration.maintenanceIntervalSeconds
         await cancelWhenGracefulShutdown {
             while !Task.isCancelled {
@@ -308,6 +311,7 @@ struct MaintenanceService: Service {
                 }
             }
         }
+        server.compactor.stop()
         server.logs.closeAll()
         server.logger.info("event logs closed")
     }

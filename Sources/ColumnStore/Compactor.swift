@@ -40,6 +40,13 @@ public struct CompactionRound: Sendable {
     public var blocksReplaced = 0
     public var bytesWritten = 0
     public var segmentsRemoved = 0
+
+    public init() {}
+
+    init(from: UInt64, through: UInt64) {
+        self.from = from
+        self.through = through
+    }
 }
 
 extension ColumnStore {

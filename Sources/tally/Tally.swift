@@ -1,4 +1,5 @@
 import AnalyticsServer
+import ColumnStore
 import ArgumentParser
 import EventLog
 import Foundation
@@ -10,7 +11,7 @@ struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A self-hosted analytics server for chat bots and products.",
-        subcommands: [Serve.self, Keys.self, Log.self, Import.self, BaselineServe.self],
+        subcommands: [Serve.self, Keys.self, Import.self, Compact.self, Dump.self, Log.self, Blocks.self, BaselineServe.self],
         defaultSubcommand: Serve.self)
 }
 
@@ -79,6 +80,15 @@ struct Serve: AsyncParsableCommand {
         help: "Override a limit: OPERATION=N/UNIT for track, batch, query, export; prefix project: for per-project (env TALLY_RATE_LIMITS, comma-separated).")
     var rateLimits: [String] = []
     @Flag(help: "Acknowledge before fsync. Unsafe: only for throwaway benchmarks.") var unsafeNoFsync = false
+    @Flag(help: "Do not compact logs into blocks in the background (env TALLY_NO_COMPACTION=1).") var noCompaction = false
+    @Option(help: "Compact once this many events wait in a project's log (env TALLY_COMPACT_MIN_EVENTS; default 250000).")
+    var compactMinEvents: Int?
+    @Option(help: "Compact once events have waited this long, e.g. 5m (env TALLY_COMPACT_MAX_AGE; default 5m).")
+    var compactMaxAge: String?
+    @Option(help: "How often to check whether to compact, in seconds (env TALLY_COMPACT_INTERVAL; default 5).")
+    var compactInterval: Double?
+    @Option(help: "Recompress blocks of days older than this with zstd (env TALLY_COLD_AFTER_DAYS; default 7).")
+    var coldAfterDays: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env TALLY_LOG_LEVEL).") var logLevel: String?
     @Option(help: "Log format: text or json (env TALLY_LOG_FORMAT).") var logFormat: String?
 
@@ -108,6 +118,23 @@ struct Serve: AsyncParsableCommand {
             config.codec = c
         }
         if noRateLimits || environment("NO_RATE_LIMITS") == "1" { config.rateLimits.enabled = false }
+        if noCompaction || environment("NO_COMPACTION") == "1" { config.compaction.enabled = false }
+        if let text = compactMinEvents.map(String.init) ?? environment("COMPACT_MIN_EVENTS") {
+            guard let v = Int(text), v > 0 else { throw CLIError("--compact-min-events: \"\(text)\" is not a positive number") }
+            config.compaction.minEvents = v
+        }
+        if let text = compactMaxAge ?? environment("COMPACT_MAX_AGE") {
+            guard let v = parseDuration(text), v >= 0 else { throw CLIError("--compact-max-age: \"\(text)\" is not a duration like 5m") }
+            config.compaction.maxAgeSeconds = v
+        }
+        if let text = compactInterval.map({ String($0) }) ?? environment("COMPACT_INTERVAL") {
+            guard let v = Double(text), v > 0, v <= 86_400 else { throw CLIError("--compact-interval: \"\(text)\" is not a number of seconds") }
+            config.compaction.checkIntervalSeconds = v
+        }
+        if let text = coldAfterDays.map(String.init) ?? environment("COLD_AFTER_DAYS") {
+            guard let v = Int(text), v >= 0 else { throw CLIError("--cold-after-days: \"\(text)\" is not a number of days") }
+            config.compaction.options.coldAfterDays = v
+        }
         let overrides = rateLimits + (environment("RATE_LIMITS")?.split(separator: ",").map(String.init) ?? [])
         for text in overrides {
             var spec = text
