@@ -30,19 +30,27 @@ public final class ProjectDictionaries: @unchecked Sendable {
 public struct BlockBuilder {
     public let day: Int32
     public private(set) var rows = 0
-    var timestamps: [Int64] = []
-    var received: [Int64] = []
-    var sequences: [Int64] = []
+    let timestamps = ColumnBuffer<Int64>(capacity: 16_384)
+    let received = ColumnBuffer<Int64>(capacity: 16_384)
+    let sequences = ColumnBuffer<Int64>(capacity: 16_384)
     var clampedRows: [UInt32] = []
     var names = ByteStringTable()
-    var nameCodes: [UInt32] = []
-    var users: [UInt32] = []
-    var anonymous: [UInt32] = []
-    var sessions: [UInt32] = []
+    let nameCodes = ColumnBuffer<UInt32>(capacity: 16_384)
+    /// User, anonymous and session ids are interned in small per-block tables first (cache
+    /// friendly, once per row) and mapped to project ids once per distinct value by
+    /// `resolveGlobalIds`. Values with `resolvedBit` set are project ids already (rows merged
+    /// from existing blocks).
+    var localUsers = ByteStringTable(capacity: 4096)
+    var localSessions = ByteStringTable(capacity: 4096)
+    let users = ColumnBuffer<UInt32>(capacity: 16_384)
+    let anonymous = ColumnBuffer<UInt32>(capacity: 16_384)
+    let sessions = ColumnBuffer<UInt32>(capacity: 16_384)
+    var globalIdsResolved = false
+    static let resolvedBit: UInt32 = 1 << 31
     var bots = ByteStringTable()
-    var botCodes: [UInt32] = []
+    let botCodes = ColumnBuffer<UInt32>(capacity: 16_384)
     var eventIds = ByteStringTable()
-    var eventIdCodes: [UInt32] = []
+    let eventIdCodes = ColumnBuffer<UInt32>(capacity: 16_384)
 
     var propertyKeys = ByteStringTable()
     /// `slotOfKeyKind[key * 8 + kind]` is the index into `properties`, or -1.
@@ -51,9 +59,9 @@ public struct BlockBuilder {
     var keyLastEntry: [Int32] = []
     var properties: [PropertyColumnBuilder] = []
     /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`.
-    var entryStart: [UInt32] = [0]
-    var entryColumn: [UInt32] = []
-    var entryValue: [UInt32] = []
+    let entryStart = ColumnBuffer<UInt32>([0])
+    let entryColumn = ColumnBuffer<UInt32>(capacity: 65_536)
+    let entryValue = ColumnBuffer<UInt32>(capacity: 65_536)
 
     static let none = UInt32.max
 
@@ -75,9 +83,7 @@ public struct BlockBuilder {
     }
 
     /// Adds one event given as a log record body (the bytes after its length field).
-    public mutating func append(
-        recordBody body: UnsafeRawBufferPointer, sequence: UInt64, dictionaries: ProjectDictionaries
-    ) throws(RecordDecodingError) {
+    public mutating func append(recordBody body: UnsafeRawBufferPointer, sequence: UInt64) throws(RecordDecodingError) {
         var r = ByteReader(body)
         func fail(_ reason: String) -> RecordDecodingError { RecordDecodingError(offset: r.offset, reason: reason) }
         guard let ts = r.read(Int64.self), let recv = r.read(Int64.self), let flags = r.readByte() else {
@@ -93,15 +99,15 @@ public struct BlockBuilder {
         var user = Self.none, anon = Self.none, session = Self.none, bot = Self.none, eventId = Self.none
         if flags & EventRecord.hasUserId != 0 {
             guard let s = r.readLengthPrefixed() else { throw fail("truncated user_id") }
-            user = dictionaries.users.intern(s)
+            user = localUsers.intern(s)
         }
         if flags & EventRecord.hasAnonymousId != 0 {
             guard let s = r.readLengthPrefixed() else { throw fail("truncated anonymous_id") }
-            anon = dictionaries.users.intern(s)
+            anon = localUsers.intern(s)
         }
         if flags & EventRecord.hasSessionId != 0 {
             guard let s = r.readLengthPrefixed() else { throw fail("truncated session_id") }
-            session = dictionaries.sessions.intern(s)
+            session = localSessions.intern(s)
         }
         if flags & EventRecord.hasBotId != 0 {
             guard let s = r.readLengthPrefixed() else { throw fail("truncated bot_id") }
@@ -173,12 +179,118 @@ public struct BlockBuilder {
         rows += 1
     }
 
-    /// Adds a materialized event (merges of older blocks, tests) through the record path.
-    public mutating func append(_ event: Event, dictionaries: ProjectDictionaries, scratch: OutputBuffer) throws(RecordDecodingError) {
-        scratch.removeAll()
-        EventRecord.encode(event, into: scratch)
-        let body = UnsafeRawBufferPointer(rebasing: scratch.bytes[4...])
-        try append(recordBody: body, sequence: event.sequence, dictionaries: dictionaries)
+    /// Maps per-block user and session codes to project-wide ids, adding new ones to the
+    /// project dictionaries. Runs on one thread, before blocks are finished in parallel.
+    public mutating func resolveGlobalIds(_ dictionaries: ProjectDictionaries) throws {
+        func map(_ local: ByteStringTable, _ global: inout GlobalDictionary) throws -> [UInt32] {
+            try local.blob.withUnsafeBytes { blob in
+                try (0..<local.count).map { i in
+                    let id = global.intern(UnsafeRawBufferPointer(rebasing: blob[Int(local.offsets[i])..<Int(local.offsets[i + 1])]))
+                    guard id < Self.resolvedBit else { throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary") }
+                    return id
+                }
+            }
+        }
+        let userIds = try map(localUsers, &dictionaries.users)
+        let sessionIds = try map(localSessions, &dictionaries.sessions)
+        func resolve(_ column: ColumnBuffer<UInt32>, _ ids: [UInt32]) {
+            for i in column.indices where column[i] != Self.none {
+                let v = column[i]
+                column[i] = v & Self.resolvedBit != 0 ? v & ~Self.resolvedBit : ids[Int(v)]
+            }
+        }
+        resolve(users, userIds)
+        resolve(anonymous, userIds)
+        resolve(sessions, sessionIds)
+        globalIdsResolved = true
+    }
+
+    /// Adds every row of an existing block of the same day, column by column: the merge of
+    /// small blocks never turns rows back into events or strings back into ids.
+    public mutating func append(block: BlockFile) throws {
+        let n = block.rows
+        func ints(_ name: String) throws -> [Int64] {
+            guard let c = try block.builtin(name), case .ints(let v) = c.values else { throw BlockFormatError.noSuchColumn(name) }
+            return v
+        }
+        let ts = try ints("timestamp"), recv = try ints("received_at"), seq = try ints("sequence")
+        guard let nameColumn = try block.builtin("event_name"), case .codes(let blockNameCodes, let nameDictionary) = nameColumn.values else {
+            throw BlockFormatError.noSuchColumn("event_name")
+        }
+        let nameMap = (0..<nameDictionary.count).map { i in nameDictionary.bytes(i).withUnsafeBytes { names.intern($0) } }
+        func ids(_ name: String) throws -> [UInt32] {
+            guard let c = try block.builtin(name), case .ints(let v) = c.values else { return [UInt32](repeating: Self.none, count: n) }
+            return (0..<n).map { c.isPresent($0) ? UInt32(truncatingIfNeeded: v[$0]) | Self.resolvedBit : Self.none }
+        }
+        func localCodes(_ name: String, _ table: inout ByteStringTable) throws -> [UInt32] {
+            guard let c = try block.builtin(name), case .codes(let codes, let dictionary) = c.values else {
+                return [UInt32](repeating: Self.none, count: n)
+            }
+            let map = (0..<dictionary.count).map { i in dictionary.bytes(i).withUnsafeBytes { table.intern($0) } }
+            return (0..<n).map { c.isPresent($0) ? map[codes[$0]] : Self.none }
+        }
+        let userColumn = try ids("user_id"), anonColumn = try ids("anonymous_id"), sessionColumn = try ids("session_id")
+        let botColumn = try localCodes("bot_id", &bots), eventIdColumn = try localCodes("event_id", &eventIds)
+        let clamped = try block.builtin("timestamp_clamped")
+
+        // Property columns, each with its builder slot and values already in builder form.
+        struct Source {
+            let column: DecodedColumn
+            let target: PropertyColumnBuilder
+            let codeMap: [UInt32]
+        }
+        var sources: [Source] = []
+        for d in block.footer.columns where d.isProperty {
+            let column = try block.decode(d)
+            let keyId = Int(d.name.utf8.withContiguousStorageIfAvailable { propertyKeys.intern(UnsafeRawBufferPointer($0)) } ?? propertyKeys.intern(d.name))
+            if keyId >= keyLastRow.count {
+                keyLastRow.append(-1)
+                keyLastEntry.append(-1)
+                slotOfKeyKind.append(contentsOf: repeatElement(-1, count: 8))
+            }
+            var slot = Int(slotOfKeyKind[keyId * 8 + Int(d.kind.rawValue)])
+            if slot < 0 {
+                slot = properties.count
+                properties.append(PropertyColumnBuilder(keyId: keyId, kind: d.kind))
+                slotOfKeyKind[keyId * 8 + Int(d.kind.rawValue)] = Int32(slot)
+            }
+            var codeMap: [UInt32] = []
+            if case .codes(_, let dictionary) = column.values {
+                let target = properties[slot]
+                codeMap = (0..<dictionary.count).map { i in dictionary.bytes(i).withUnsafeBytes { target.strings.intern($0) } }
+            }
+            sources.append(Source(column: column, target: properties[slot], codeMap: codeMap))
+        }
+        for row in 0..<n {
+            let newRow = UInt32(rows)
+            timestamps.append(ts[row])
+            received.append(recv[row])
+            sequences.append(seq[row])
+            nameCodes.append(nameMap[blockNameCodes[row]])
+            users.append(userColumn[row])
+            anonymous.append(anonColumn[row])
+            sessions.append(sessionColumn[row])
+            botCodes.append(botColumn[row])
+            eventIdCodes.append(eventIdColumn[row])
+            if let clamped, clamped.isPresent(row) { clampedRows.append(newRow) }
+            for source in sources where source.column.isPresent(row) {
+                let t = source.target
+                let valueIndex: UInt32
+                switch source.column.values {
+                case .ints(let v): valueIndex = t.append(int: v[row])
+                case .doubles(let v): valueIndex = t.append(double: v[row])
+                case .bools(let v): valueIndex = t.append(bool: v[row] != 0)
+                case .presenceOnly: valueIndex = t.appendNull()
+                case .codes(let codes, _):
+                    t.codes.append(source.codeMap[codes[row]])
+                    valueIndex = UInt32(t.codes.count - 1)
+                }
+                entryColumn.append(UInt32(slotOfKeyKind[t.keyId * 8 + Int(t.kind.rawValue)]))
+                entryValue.append(valueIndex)
+            }
+            entryStart.append(UInt32(entryColumn.count))
+            rows += 1
+        }
     }
 
     /// The order rows are written in: by person (user id, else anonymous id, else last),
@@ -210,6 +322,8 @@ public struct BlockBuilder {
     public mutating func finish(
         codec: Codec, level: Int32, dictionaries: ProjectDictionaries, createdAt: Int64 = currentMicros()
     ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
+        precondition(globalIdsResolved || rows == 0 || (localUsers.count == 0 && localSessions.count == 0),
+            "resolveGlobalIds must run before finish")
         mergeNumericKinds()
         let order = rowOrder()
         let writer = BlockWriter(codec: codec, level: level, rows: rows)
@@ -227,7 +341,11 @@ public struct BlockBuilder {
         var relative = [Int64](repeating: 0, count: n)
         for i in 0..<n { relative[i] = recv[i] &- ts[i] }
         try writer.addIntColumn("received_at", kind: .int, values: recv, presentRows: nil, alternative: (relative, 1))
-        try writer.addIntColumn("sequence", kind: .int, values: seq, presentRows: nil)
+        let predicted = SequencePrediction.predict(timestamps: ts, sequences: seq)
+        var residual = [Int64](repeating: 0, count: n)
+        for i in 0..<n { residual[i] = seq[i] &- predicted[i] }
+        try writer.addIntColumn(
+            "sequence", kind: .int, values: seq, presentRows: nil, alternative: (residual, SequencePrediction.parameter))
         try writer.addStringColumn("event_name", kind: .string, table: names, codes: order.map { nameCodes[Int($0)] }, presentRows: nil)
 
         for (column, ids) in [("user_id", users), ("anonymous_id", anonymous), ("session_id", sessions)] {
@@ -320,20 +438,21 @@ public struct BlockBuilder {
                 entryColumn[e] = UInt32(doubleSlot)
                 entryValue[e] += base
             }
-            properties[intSlot].ints = []
+            properties[intSlot].ints.removeAll()
         }
     }
 }
 
-/// The values of one (key, kind) pair, in arrival order.
-struct PropertyColumnBuilder {
+/// The values of one (key, kind) pair, in arrival order. A class, so that appending through
+/// the builder's array of columns never copies or re-checks that array.
+final class PropertyColumnBuilder {
     let keyId: Int
     let kind: ColumnKind
-    var ints: [Int64] = []
-    var doubles: [Double] = []
-    var bools: [UInt8] = []
+    let ints = ColumnBuffer<Int64>(capacity: 256)
+    let doubles = ColumnBuffer<Double>(capacity: 16)
+    let bools = ColumnBuffer<UInt8>(capacity: 16)
     var strings = ByteStringTable()
-    var codes: [UInt32] = []
+    let codes = ColumnBuffer<UInt32>(capacity: 256)
     var nulls: UInt32 = 0
 
     init(keyId: Int, kind: ColumnKind) {
@@ -342,24 +461,56 @@ struct PropertyColumnBuilder {
         if kind == .string || kind == .json { strings = ByteStringTable(capacity: 16) }
     }
 
-    mutating func appendNull() -> UInt32 {
+    func appendNull() -> UInt32 {
         nulls += 1
         return nulls - 1
     }
-    mutating func append(bool: Bool) -> UInt32 {
+    func append(bool: Bool) -> UInt32 {
         bools.append(bool ? 1 : 0)
         return UInt32(bools.count - 1)
     }
-    mutating func append(int: Int64) -> UInt32 {
+    func append(int: Int64) -> UInt32 {
         ints.append(int)
         return UInt32(ints.count - 1)
     }
-    mutating func append(double: Double) -> UInt32 {
+    func append(double: Double) -> UInt32 {
         doubles.append(double)
         return UInt32(doubles.count - 1)
     }
-    mutating func append(string: UnsafeRawBufferPointer) -> UInt32 {
+    func append(string: UnsafeRawBufferPointer) -> UInt32 {
         codes.append(strings.intern(string))
         return UInt32(codes.count - 1)
+    }
+}
+
+/// Sequence numbers stored as their difference from a prediction.
+///
+/// The log is written in roughly timestamp order, so the row with the k-th smallest
+/// timestamp of a block usually holds the k-th smallest of its sequence numbers. Predicting
+/// that and storing the residual turns a column of 17-bit jumps (rows are ordered by person)
+/// into mostly zeros; late events leave small residuals. Readers rebuild the prediction from
+/// the timestamps and the footer's sequence ranges.
+enum SequencePrediction {
+    static let parameter: Int64 = 2
+
+    /// For each row, the sequence number the k-th smallest timestamp would have, where k is
+    /// the row's rank by (timestamp, row).
+    static func predict(timestamps: [Int64], sequences: [Int64]) -> [Int64] {
+        let sorted = sequences.sorted { UInt64(bitPattern: $0) < UInt64(bitPattern: $1) }
+        return predict(timestamps: timestamps, sortedSequences: sorted)
+    }
+
+    static func predict(timestamps: [Int64], sortedSequences: [Int64]) -> [Int64] {
+        let n = timestamps.count
+        var byTime = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = UInt32(i) }
+            count = n
+        }
+        timestamps.withUnsafeBufferPointer { t in
+            byTime.sort { a, b in t[Int(a)] < t[Int(b)] || (t[Int(a)] == t[Int(b)] && a < b) }
+        }
+        var predicted = [Int64](repeating: 0, count: n)
+        for (rank, row) in byTime.enumerated() { predicted[Int(row)] = sortedSequences[rank] }
+        return predicted
     }
 }

@@ -44,6 +44,10 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
     case codes32 = 8
     /// One bit per present value.
     case bits = 9
+    /// Dictionary codes as runs: varint run count, then per run a varint code and a varint
+    /// length. Decoded to the width in the parameter (1, 2 or 4 bytes). Chosen when values
+    /// repeat in runs, as per-person properties do in a block ordered by person.
+    case codeRuns = 10
 
     public var description: String {
         switch self {
@@ -57,6 +61,7 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
         case .codes16: "dict-u16"
         case .codes32: "dict-u32"
         case .bits: "bits"
+        case .codeRuns: "dict-runs"
         }
     }
 

@@ -224,7 +224,22 @@ public final class BlockFile: @unchecked Sendable {
             do {
                 try bytes.withUnsafeBytes { b in try dense.withUnsafeMutableBufferPointer { try IntegerEncoding.decode(b, as: encoding, into: $0) } }
             } catch { throw bad(.values, "\(error)") }
-            if d.parameter == 1 {
+            if d.parameter == SequencePrediction.parameter {
+                guard let ts = try builtin("timestamp"), case .ints(let t) = ts.values, present == rows else {
+                    throw bad(.values, "predicted sequences without timestamps")
+                }
+                var sorted: [Int64] = []
+                sorted.reserveCapacity(rows)
+                for range in footer.sequenceRanges {
+                    guard range.end >= range.start, sorted.count + Int(range.end - range.start) <= rows else {
+                        throw bad(.values, "sequence ranges hold more than \(rows) rows")
+                    }
+                    for s in range.start..<range.end { sorted.append(Int64(bitPattern: s)) }
+                }
+                guard sorted.count == rows else { throw bad(.values, "sequence ranges hold \(sorted.count) of \(rows) rows") }
+                let predicted = SequencePrediction.predict(timestamps: t, sortedSequences: sorted)
+                for i in 0..<rows { dense[i] = dense[i] &+ predicted[i] }
+            } else if d.parameter == 1 {
                 // received_at stored relative to the timestamp.
                 guard let ts = try builtin("timestamp"), case .ints(let t) = ts.values, present == rows else {
                     throw bad(.values, "relative column without timestamps")
@@ -287,9 +302,40 @@ public final class BlockFile: @unchecked Sendable {
             }
             guard Int(previous) == blob.count else { throw bad(.dictionary, "offsets do not cover the strings") }
             let dictionary = StringDictionary(ends: ends, blob: blob)
-            let bytes = try chunkBytes(valuesChunk, column: d.name)
+            var bytes = try chunkBytes(valuesChunk, column: d.name)
+            var encoding = d.encoding
+            if encoding == .codeRuns {
+                guard [1, 2, 4].contains(d.parameter) else { throw bad(.values, "run width \(d.parameter)") }
+                let width = Int(d.parameter)
+                var expanded = [UInt8](repeating: 0, count: present * width)
+                var filled = 0
+                let ok = bytes.withUnsafeBytes { raw -> Bool in
+                    var r = ByteReader(raw)
+                    guard let runCount = r.readVarint(), runCount <= UInt64(present) else { return false }
+                    for _ in 0..<runCount {
+                        guard let code = r.readVarint(), code < UInt64(count), let length = r.readVarint(),
+                            length >= 1, length <= UInt64(present - filled)
+                        else { return false }
+                        for i in filled..<(filled + Int(length)) {
+                            switch width {
+                            case 1: expanded[i] = UInt8(code)
+                            case 2:
+                                expanded[2 * i] = UInt8(code & 0xFF)
+                                expanded[2 * i + 1] = UInt8(code >> 8)
+                            default:
+                                for b in 0..<4 { expanded[4 * i + b] = UInt8((code >> (8 * UInt64(b))) & 0xFF) }
+                            }
+                        }
+                        filled += Int(length)
+                    }
+                    return r.isAtEnd && filled == present
+                }
+                guard ok else { throw bad(.values, "malformed code runs") }
+                bytes = expanded
+                encoding = width == 1 ? .codes8 : width == 2 ? .codes16 : .codes32
+            }
             let codes: CodeVector
-            switch d.encoding {
+            switch encoding {
             case .codes8:
                 codes = .u8(try Self.codes(bytes, UInt8.self, present: present, rows: rows, count: count, presentRows: presence == nil ? nil : presentRows, bad: bad))
             case .codes16:

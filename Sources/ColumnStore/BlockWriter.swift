@@ -158,16 +158,37 @@ final class BlockWriter {
         dictionaryBytes += blob
         let dictionaryChunk = try dictionaryBytes.withUnsafeBytes { try chunk(.dictionary, $0) }
         let count = sorted.count
-        let encoding: ValueEncoding = count < 0xFF ? .codes8 : count < 0xFFFF ? .codes16 : .codes32
+        var encoding: ValueEncoding = count < 0xFF ? .codes8 : count < 0xFFFF ? .codes16 : .codes32
+        let width: Int64 = encoding == .codes8 ? 1 : encoding == .codes16 ? 2 : 4
+        var runs = 0
+        for i in codes.indices where i == 0 || codes[i] != codes[i - 1] { runs += 1 }
+        // Runs pay when they average three values or more.
+        var parameter: Int64 = 0
+        if runs * 3 <= codes.count {
+            encoding = .codeRuns
+            parameter = width
+        }
         let valuesChunk: ChunkDescriptor
         switch encoding {
+        case .codeRuns:
+            scratch.removeAll()
+            scratch.append(varint: UInt64(runs))
+            var start = 0
+            while start < codes.count {
+                var end = start + 1
+                while end < codes.count && codes[end] == codes[start] { end += 1 }
+                scratch.append(varint: UInt64(remap[Int(codes[start])]))
+                scratch.append(varint: UInt64(end - start))
+                start = end
+            }
+            valuesChunk = try chunk(.values, scratch.bytes)
         case .codes8: valuesChunk = try codes.map { UInt8(remap[Int($0)]) }.withUnsafeBytes { try chunk(.values, $0) }
         case .codes16: valuesChunk = try codes.map { UInt16(remap[Int($0)]).littleEndian }.withUnsafeBytes { try chunk(.values, $0) }
         default: valuesChunk = try codes.map { remap[Int($0)].littleEndian }.withUnsafeBytes { try chunk(.values, $0) }
         }
         columns.append(
             ColumnDescriptor(
-                name: name, isProperty: property, kind: kind, encoding: encoding, parameter: 0, presence: presence,
+                name: name, isProperty: property, kind: kind, encoding: encoding, parameter: parameter, presence: presence,
                 presentCount: UInt32(codes.count), minimum: 0, maximum: Int64(count),
                 chunks: [presenceChunk, valuesChunk, dictionaryChunk].compactMap { $0 }))
     }

@@ -100,10 +100,27 @@ public struct ByteStringTable {
     @inline(__always)
     func equals(id: Int, _ bytes: UnsafeRawBufferPointer) -> Bool {
         let start = Int(offsets[id])
-        let end = Int(offsets[id + 1])
-        guard end - start == bytes.count else { return false }
-        if bytes.count == 0 { return true }
-        return blob.withUnsafeBytes { memcmp($0.baseAddress! + start, bytes.baseAddress!, bytes.count) == 0 }
+        let n = bytes.count
+        guard Int(offsets[id + 1]) - start == n else { return false }
+        if n == 0 { return true }
+        return blob.withUnsafeBytes { b in
+            let p = b.baseAddress! + start
+            let q = bytes.baseAddress!
+            // Ids, names and property values are mostly short: two overlapping word compares.
+            if n >= 8 && n <= 16 {
+                return p.loadUnaligned(as: UInt64.self) == q.loadUnaligned(as: UInt64.self)
+                    && (p + n - 8).loadUnaligned(as: UInt64.self) == (q + n - 8).loadUnaligned(as: UInt64.self)
+            }
+            if n >= 4 && n < 8 {
+                return p.loadUnaligned(as: UInt32.self) == q.loadUnaligned(as: UInt32.self)
+                    && (p + n - 4).loadUnaligned(as: UInt32.self) == (q + n - 4).loadUnaligned(as: UInt32.self)
+            }
+            if n < 4 {
+                for i in 0..<n where p.load(fromByteOffset: i, as: UInt8.self) != q.load(fromByteOffset: i, as: UInt8.self) { return false }
+                return true
+            }
+            return memcmp(p, q, n) == 0
+        }
     }
 
     public func string(_ id: Int) -> String {

@@ -40,6 +40,12 @@ public struct CompactionRound: Sendable {
     public var blocksReplaced = 0
     public var bytesWritten = 0
     public var segmentsRemoved = 0
+    /// Where the time went, in nanoseconds: reading and sorting the log into day builders,
+    /// merging small blocks back in, encoding, and writing and publishing.
+    public var readNanos: UInt64 = 0
+    public var mergeNanos: UInt64 = 0
+    public var encodeNanos: UInt64 = 0
+    public var writeNanos: UInt64 = 0
 
     public init() {}
 
@@ -97,6 +103,12 @@ extension ColumnStore {
         let from = current.compactedThrough
         guard snapshot.durableSequence > from else { return nil }
         var round = CompactionRound(from: from, through: from)
+        var phaseStart = monotonicNanos()
+        func phase(_ field: WritableKeyPath<CompactionRound, UInt64>) {
+            let now = monotonicNanos()
+            round[keyPath: field] += now - phaseStart
+            phaseStart = now
+        }
         var builders: [BlockBuilder] = []
         var builderOfDay: [Int32: Int] = [:]
         var lastDay: Int32 = .min
@@ -123,7 +135,7 @@ extension ColumnStore {
                         }
                         lastDay = day
                     }
-                    try builders[lastIndex].append(recordBody: body, sequence: sequence, dictionaries: dictionaries)
+                    try builders[lastIndex].append(recordBody: body, sequence: sequence)
                     round.events += 1
                 }
                 guard sequence == header.endSequence else {
@@ -135,10 +147,10 @@ extension ColumnStore {
             if round.through - from >= UInt64(options.maxEventsPerRound) { break }
         }
         guard round.through > from else { return nil }
+        phase(\.readNanos)
 
         // Small blocks of the same days are merged into the new ones.
         var replaced: [BlockEntry] = []
-        let scratch = OutputBuffer(capacity: 4096)
         let open = blockFiles(of: current)
         for i in builders.indices {
             var total = builders[i].rows
@@ -146,20 +158,23 @@ extension ColumnStore {
                 .filter { $0.element.day == builders[i].day && Int($0.element.rows) < options.mergeBelowRows }
                 .sorted { $0.element.rows < $1.element.rows }
             for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
-                for event in try open[index].events(users: dictionaries.users.table, sessions: dictionaries.sessions.table) {
-                    try builders[i].append(event, dictionaries: dictionaries, scratch: scratch)
-                }
+                try builders[i].append(block: open[index])
                 total += Int(entry.rows)
                 replaced.append(entry)
             }
         }
+        for i in builders.indices { try builders[i].resolveGlobalIds(dictionaries) }
 
+        phase(\.mergeNanos)
         let generation = current.generation + 1
         let today = BlockBuilder.day(ofMicros: currentMicros())
         var added: [BlockEntry] = []
+        let codecs = builders.map { options.codec(forDay: $0.day, today: today) }
+        let finished = try finishInParallel(&builders, codecs: codecs, options: options)
+        phase(\.encodeNanos)
         for i in builders.indices {
-            let codec = options.codec(forDay: builders[i].day, today: today)
-            let (bytes, footer) = try builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+            let codec = codecs[i]
+            let (bytes, footer) = finished[i]
             let name = Self.blockName(day: builders[i].day, generation: generation)
             try writeBlockFile(bytes.bytes, name: name, faults: faults)
             added.append(entry(name: name, footer: footer, bytes: bytes.count, codec: codec))
@@ -169,7 +184,35 @@ extension ColumnStore {
         round.blocksReplaced = replaced.count
         try publish(
             replacing: replaced, adding: added, compactedThrough: round.through, generation: generation, base: current, faults: faults)
+        phase(\.writeNanos)
         return round
+    }
+
+    /// Encodes the day builders on every core: each block is independent, and the project
+    /// dictionaries are only read (their sizes) while blocks are finished.
+    private func finishInParallel(
+        _ builders: inout [BlockBuilder], codecs: [Codec], options: CompactionOptions
+    ) throws -> [(OutputBuffer, BlockFooter)] {
+        let count = builders.count
+        let results = UnsafeMutablePointer<Result<(OutputBuffer, BlockFooter), any Error>?>.allocate(capacity: count)
+        results.initialize(repeating: nil, count: count)
+        defer {
+            results.deinitialize(count: count)
+            results.deallocate()
+        }
+        let dictionaries = self.dictionaries
+        try builders.withUnsafeMutableBufferPointer { buffer in
+            let shared = SharedForParallelWork(builders: buffer.baseAddress!, results: results)
+            DispatchQueue.concurrentPerform(iterations: count) { i in
+                let codec = codecs[i]
+                shared.results[i] = Result {
+                    try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+                }
+            }
+            _ = shared
+            for i in 0..<count { _ = try results[i]!.get() }
+        }
+        return try (0..<count).map { try results[$0]!.get() }
     }
 
     /// Rewrites blocks of days past `coldAfterDays` with the cold codec, chunk by chunk.
@@ -289,4 +332,11 @@ public enum CompactionError: Error, CustomStringConvertible {
         case .malformedBatch(let first, let reason): "log batch at sequence \(first) is malformed: \(reason)"
         }
     }
+}
+
+/// Pointers handed to the workers of `finishInParallel`; each worker touches only its own
+/// index, so sharing them is safe.
+private struct SharedForParallelWork: @unchecked Sendable {
+    let builders: UnsafeMutablePointer<BlockBuilder>
+    let results: UnsafeMutablePointer<Result<(OutputBuffer, BlockFooter), any Error>?>
 }

@@ -23,10 +23,12 @@ import EventLog
 /// | 4 | magic `TDFR` |
 /// | 4 | id of the frame's first string |
 /// | 4 | string count `n` |
-/// | 4 | byte length of the strings |
-/// | 4 | CRC32C of the frame header's first 16 bytes and everything after the CRC |
-/// | 4 × n | end offset of each string, relative to the strings |
-/// | … | the strings' UTF-8 bytes back to back |
+/// | 4 | stored (compressed) payload length |
+/// | 4 | raw payload length |
+/// | 1 | codec of the payload (2 = Zstd) |
+/// | 3 | reserved, zero |
+/// | 4 | CRC32C of the frame header's first 24 bytes and the stored payload |
+/// | … | payload: `u32` end offset of each of the `n` strings, then their UTF-8 bytes |
 ///
 /// Frames are fsynced before any block that uses their ids is published, so a torn last
 /// frame only ever holds ids no published block refers to; opening truncates it.
@@ -34,7 +36,7 @@ public struct GlobalDictionary {
     public static let magic: [UInt8] = Array("TALLYDIC".utf8)
     static let frameMagic: UInt32 = 0x5246_4454  // "TDFR" little-endian
     static let headerSize = 16
-    static let frameHeaderSize = 20
+    static let frameHeaderSize = 28
 
     public let path: String
     public private(set) var table: ByteStringTable
@@ -74,24 +76,26 @@ public struct GlobalDictionary {
             while offset + frameHeaderSize <= raw.count {
                 var r = ByteReader(raw, offset: offset)
                 guard r.read(UInt32.self) == frameMagic, let first = r.read(UInt32.self), let count = r.read(UInt32.self),
-                    let blobLength = r.read(UInt32.self), let crc = r.read(UInt32.self),
-                    Int(first) == table.count, count <= 1 << 28,
-                    let lengths = r.readBytes(Int(count) * 4), let blob = r.readBytes(Int(blobLength))
+                    let storedLength = r.read(UInt32.self), let rawLength = r.read(UInt32.self), let codecByte = r.readByte(),
+                    let codec = Codec(rawValue: codecByte), r.readBytes(3) != nil, let crc = r.read(UInt32.self),
+                    Int(first) == table.count, count <= 1 << 28, UInt64(rawLength) >= UInt64(count) * 4,
+                    let stored = r.readBytes(Int(storedLength))
                 else { break }
-                var check = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + 16]))
-                check = CRC32C.checksum(lengths, continuing: check)
-                check = CRC32C.checksum(blob, continuing: check)
+                var check = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[offset..<offset + 24]))
+                check = CRC32C.checksum(stored, continuing: check)
                 guard check == crc else { break }
-                var start = 0
-                var valid = true
-                for i in 0..<Int(count) {
-                    let end = Int(UInt32(littleEndian: lengths.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
-                    guard end >= start, end <= blob.count else {
-                        valid = false
-                        break
+                var payload = [UInt8](repeating: 0, count: Int(rawLength))
+                guard (try? payload.withUnsafeMutableBytes { try codec.decompress(stored, into: $0) }) != nil else { break }
+                let valid = payload.withUnsafeBytes { p -> Bool in
+                    let blob = UnsafeRawBufferPointer(rebasing: p[(Int(count) * 4)...])
+                    var start = 0
+                    for i in 0..<Int(count) {
+                        let end = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                        guard end >= start, end <= blob.count else { return false }
+                        _ = table.intern(UnsafeRawBufferPointer(rebasing: blob[start..<end]))
+                        start = end
                     }
-                    _ = table.intern(UnsafeRawBufferPointer(rebasing: blob[start..<end]))
-                    start = end
+                    return start == blob.count
                 }
                 guard valid else { break }
                 offset = r.offset
@@ -107,23 +111,32 @@ public struct GlobalDictionary {
 
     public func string(_ id: Int) -> String { table.string(id) }
 
-    /// Appends the strings added since the last call as one frame and fsyncs it.
+    /// Appends the strings added since the last call as one Zstd-compressed frame, and
+    /// fsyncs it.
     public mutating func persist() throws {
         let first = persistedCount
         let count = table.count - first
         guard count > 0 else { return }
         let base = Int(table.offsets[first])
-        let out = OutputBuffer(capacity: 20 + count * 4 + (table.blob.count - base))
+        let payload = OutputBuffer(capacity: count * 4 + (table.blob.count - base))
+        for i in (first + 1)...(first + count) { payload.append(littleEndian: table.offsets[i] - UInt32(base)) }
+        table.blob.withUnsafeBytes { payload.append(UnsafeRawBufferPointer(rebasing: $0[base...])) }
+        let out = OutputBuffer(capacity: Self.frameHeaderSize + Codec.zstd.maxCompressedSize(payload.count))
         out.append(littleEndian: Self.frameMagic)
         out.append(littleEndian: UInt32(first))
         out.append(littleEndian: UInt32(count))
-        out.append(littleEndian: UInt32(table.blob.count - base))
-        out.append(littleEndian: UInt32(0))
-        for i in (first + 1)...(first + count) { out.append(littleEndian: table.offsets[i] - UInt32(base)) }
-        table.blob.withUnsafeBytes { out.append(UnsafeRawBufferPointer(rebasing: $0[base...])) }
-        var crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base, count: 16))
-        crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base + 20, count: out.count - 20), continuing: crc)
-        (out.base + 16).storeBytes(of: crc.littleEndian, as: UInt32.self)
+        out.append(littleEndian: UInt32(0))  // stored length, patched below
+        out.append(littleEndian: UInt32(payload.count))
+        out.append(byte: Codec.zstd.rawValue)
+        out.append(byte: 0)
+        out.append(byte: 0)
+        out.append(byte: 0)
+        out.append(littleEndian: UInt32(0))  // CRC, patched below
+        let stored = try Codec.zstd.compress(payload.bytes, into: out, level: 3)
+        (out.base + 12).storeBytes(of: UInt32(stored).littleEndian, as: UInt32.self)
+        var crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base, count: 24))
+        crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base + Self.frameHeaderSize, count: stored), continuing: crc)
+        (out.base + 24).storeBytes(of: crc.littleEndian, as: UInt32.self)
         let fd = try FileIO.open(path, flags: O_WRONLY)
         defer { FileIO.close(fd) }
         try FileIO.pwriteAll(fd, out.bytes, at: fileSize, path: path)

@@ -31,21 +31,27 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
     static let dictionaryLimit = 4096
 
     /// Encodes `values` with the smallest of the encodings into `out`; returns the choice.
+    ///
+    /// Long columns are measured on a sample (their first 8,192 values) and only the winner
+    /// is encoded in full, so choosing costs little more than encoding once.
     @discardableResult
     public static func encodeBest(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) -> IntegerEncoding {
-        let scratch = OutputBuffer(capacity: values.count * 2 + 64)
-        var best: IntegerEncoding = .frame
-        var bestBytes: [UInt8] = []
+        let sampleSize = 8192
+        let sample = UnsafeBufferPointer(rebasing: values[0..<min(values.count, sampleSize)])
+        let scratch = OutputBuffer(capacity: sample.count * 2 + 64)
+        var ranked: [(Int, IntegerEncoding)] = []
         for encoding in allCases {
             scratch.removeAll()
-            guard encode(values, as: encoding, into: scratch) else { continue }
-            if bestBytes.isEmpty || scratch.count < bestBytes.count {
-                best = encoding
-                bestBytes = scratch.toArray()
-            }
+            if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, encoding)) }
         }
-        bestBytes.withUnsafeBytes { out.append($0) }
-        return best
+        ranked.sort { $0.0 < $1.0 }
+        for (_, encoding) in ranked {
+            let start = out.count
+            if encode(values, as: encoding, into: out) { return encoding }
+            out.count = start
+        }
+        _ = encode(values, as: .frame, into: out)
+        return .frame
     }
 
     /// Encodes with one encoding; false when it does not apply (too many distinct values for

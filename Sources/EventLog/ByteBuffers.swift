@@ -19,12 +19,12 @@ public final class OutputBuffer {
 
     public var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func reserve(_ extra: Int) {
         if count + extra > capacity { grow(count + extra) }
     }
 
-    @inline(never)
+    @usableFromInline @inline(never)
     func grow(_ needed: Int) {
         var newCapacity = capacity * 2
         while newCapacity < needed { newCapacity *= 2 }
@@ -35,26 +35,26 @@ public final class OutputBuffer {
         capacity = newCapacity
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append(byte: UInt8) {
         reserve(1)
         base.storeBytes(of: byte, toByteOffset: count, as: UInt8.self)
         count += 1
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append<T: FixedWidthInteger>(littleEndian value: T) {
         reserve(MemoryLayout<T>.size)
         (base + count).storeBytes(of: value.littleEndian, as: T.self)
         count += MemoryLayout<T>.size
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append(double value: Double) {
         append(littleEndian: value.bitPattern)
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append(varint value: UInt64) {
         reserve(10)
         var v = value
@@ -68,7 +68,7 @@ public final class OutputBuffer {
         count = p - base + 1
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append(_ raw: UnsafeRawBufferPointer) {
         let n = raw.count
         guard n > 0 else { return }
@@ -97,7 +97,7 @@ public final class OutputBuffer {
     }
 
     /// Appends a length-prefixed byte string.
-    @inline(__always)
+    @inlinable @inline(__always)
     public func append(lengthPrefixed raw: UnsafeRawBufferPointer) {
         append(varint: UInt64(raw.count))
         append(raw)
@@ -122,26 +122,26 @@ public struct ByteReader {
     public var remaining: Int { bytes.count - offset }
     public var isAtEnd: Bool { offset >= bytes.count }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func readByte() -> UInt8? {
         guard offset < bytes.count else { return nil }
         defer { offset += 1 }
         return bytes[offset]
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func read<T: FixedWidthInteger>(_: T.Type) -> T? {
         guard remaining >= MemoryLayout<T>.size else { return nil }
         defer { offset += MemoryLayout<T>.size }
         return T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func readDouble() -> Double? {
         read(UInt64.self).map(Double.init(bitPattern:))
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func readVarint() -> UInt64? {
         var result: UInt64 = 0
         var shift: UInt64 = 0
@@ -157,14 +157,14 @@ public struct ByteReader {
         return nil
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func readBytes(_ count: Int) -> UnsafeRawBufferPointer? {
         guard count >= 0, remaining >= count else { return nil }
         defer { offset += count }
         return UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + count])
     }
 
-    @inline(__always)
+    @inlinable @inline(__always)
     public mutating func readLengthPrefixed(max: Int = Int(Int32.max)) -> UnsafeRawBufferPointer? {
         guard let n = readVarint(), n <= UInt64(max) else { return nil }
         return readBytes(Int(n))

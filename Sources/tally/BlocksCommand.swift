@@ -54,6 +54,10 @@ struct Compact: ParsableCommand {
             total.blocksReplaced += round.blocksReplaced
             total.bytesWritten += round.bytesWritten
             total.segmentsRemoved += round.segmentsRemoved
+            total.readNanos += round.readNanos
+            total.mergeNanos += round.mergeNanos
+            total.encodeNanos += round.encodeNanos
+            total.writeNanos += round.writeNanos
             if showProgress {
                 let done = Double(store.manifest.compactedThrough - start) / Double(max(end - start, 1))
                 let seconds = Double(monotonicNanos() - started) / 1e9
@@ -69,7 +73,9 @@ struct Compact: ParsableCommand {
         print(
             "compacted \(total.events) events in \(format1(seconds)) s (\(Int(Double(total.events) / max(seconds, 1e-9))) events/s): "
                 + "\(total.blocksWritten) blocks written, \(total.blocksReplaced) replaced, \(formatBytes(total.bytesWritten)); "
-                + "\(total.segmentsRemoved) log segments removed; compacted through sequence \(store.manifest.compactedThrough)")
+                + "\(total.segmentsRemoved) log segments removed; compacted through sequence \(store.manifest.compactedThrough)\n"
+                + "time: read \(format1(Double(total.readNanos) / 1e9)) s, merge \(format1(Double(total.mergeNanos) / 1e9)) s, "
+                + "encode \(format1(Double(total.encodeNanos) / 1e9)) s, write \(format1(Double(total.writeNanos) / 1e9)) s")
     }
 }
 

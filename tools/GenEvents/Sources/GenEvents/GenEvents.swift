@@ -29,6 +29,7 @@ struct GenEvents {
             var text = "gen-events: \(options.events) events, \(generator.bytesWritten) bytes, "
             text += "\(formatDate(options.firstDay)) .. \(formatDate(options.firstDay + options.days - 1)), "
             text += "\(generator.usersSeen) of \(options.users) users seen, "
+            text += "\(generator.userDaysServed) of \(generator.userDaysPlanned) planned user-days, "
             text += "retention scale \((generator.retentionScale * 1000).rounded() / 1000), "
             text += "\(generator.lateCount) late, \(generator.eventIdCount) with event_id, "
             text += "\((seconds * 100).rounded() / 100) s\n"

@@ -44,7 +44,7 @@ private let profilePending: UInt8 = 2
 
 private let msPerDay: Int64 = 86_400_000
 /// Where the per-user-day event budget settles when the options allow it (see `plan`).
-private let targetEventsPerUserDay = 12.0
+private let targetEventsPerUserDay = 8.0
 
 final class Generator {
     let o: Options
@@ -95,6 +95,7 @@ final class Generator {
     private var release = -1  // the current activity is late: the day its events are written
     private var activityFlags: UInt8 = 0
     private var gapScale = 1.0
+    private var lengthScale = 1.0
     private var sessionCounter: UInt64 = 0
     private var eventIdCounter: UInt64 = 0
     private let sessionSalt: UInt64
@@ -105,6 +106,8 @@ final class Generator {
     private(set) var kindCount = [Int](repeating: 0, count: Kind.names.count)
     private(set) var lateCount = 0
     private(set) var eventIdCount = 0
+    private(set) var userDaysPlanned = 0
+    private(set) var userDaysServed = 0
 
     // JSON fragments.
     private let fPrefix: [Frag]
@@ -233,7 +236,7 @@ final class Generator {
         var cumulative = 0.0
         for d in 0..<days {
             cumulative += weights[d]
-            firstUser[d + 1] = d == days - 1 ? users : min(users, Int(Double(users) * cumulative / totalWeight))
+            firstUser[d + 1] = d == days - 1 ? users : min(users, Int((Double(users) * cumulative / totalWeight).rounded()))
         }
 
         // Fixed attributes, and how strongly each user comes back.
@@ -259,7 +262,7 @@ final class Generator {
 
         // Return probability on the a-th day after acquisition: 0.32 a^-0.55 (about 30% on
         // day 1, 10% a week later, 5% a month later), times the user's loyalty, the weekday,
-        // and one scale factor chosen so that a user-day averages about 12 events.
+        // and one scale factor (0.15...2) chosen so that a user-day averages about 8 events.
         var curve = [Double](repeating: 0, count: days)
         var curveSum = [Double](repeating: 0, count: days)
         for a in 1..<max(days, 1) {
@@ -269,7 +272,7 @@ final class Generator {
         var expectedReturns = 0.0
         for u in 0..<users { expectedReturns += userLoyalty[u] * curveSum[days - 1 - Int(acquired[u])] }
         let wanted = Double(o.events) / targetEventsPerUserDay - Double(users)
-        retentionScale = expectedReturns > 0 ? min(1.5, max(0.2, wanted / expectedReturns)) : 1
+        retentionScale = expectedReturns > 0 ? min(2, max(0.15, wanted / expectedReturns)) : 1
         let returnWeekday = [0.75, 1.05, 1.08, 1.08, 1.05, 0.97, 0.78]
         let dayFactor = (0..<days).map { returnWeekday[weekday(o.firstDay + $0)] }
         returning = [[Int32]](repeating: [], count: days)
@@ -324,33 +327,46 @@ final class Generator {
         let active = newcomers + back.count
         guard total > 0, active > 0 else { return }
         rng.shuffle(&back)
+        userDaysPlanned += active
         let mean = Double(total) / Double(active)
-        // With many events per user-day the user's visits must crowd into one day.
-        gapScale = min(1, 150 / mean)
+        // With many events per user-day (few users, many events) everything a user does
+        // speeds up, so that a user-day still fits in about a day.
+        gapScale = min(1, 100 / mean)
+        // With few events per user-day (many users, few events) sessions and conversations
+        // get shorter rather than most people missing their day.
+        lengthScale = min(1, max(0.25, mean / targetEventsPerUserDay))
         var left = total
+        // Activities keep their natural length, so a user-day overshoots its target by part
+        // of an activity; targets are lowered by the running overshoot and follow what is
+        // left of the day's budget, which keeps the day's people and events in step.
+        var overshoot = 2.0
         // Newcomers first: if the day runs out of budget, it is returning users who miss out.
         var i = 0
         while left > 0 && i < active {
             let u = i < newcomers ? firstUser[d] + i : Int(back[i - newcomers])
-            let b = min(left, userDayBudget(mean))
+            let target = userDayTarget(Double(left) / Double(active - i) - overshoot)
             let start = dayStart + Int64(hourAlias.sample(&rng)) * 3_600_000 + Int64(rng.below(3_600_000))
-            userDay(u, start, b)
-            left -= b
+            let used = userDay(u, start, target, limit: left)
+            overshoot += 0.02 * (Double(used - target) - overshoot)
+            left -= used
             i += 1
         }
+        userDaysServed += i
         // Budget to spare: more visits, later the same day, by people already here.
         while left > 0 {
             let j = rng.below(active)
             let u = j < newcomers ? firstUser[d] + j : Int(back[j - newcomers])
-            let b = min(left, userDayBudget(mean))
-            userDay(u, uLast[u] + activityGap(), b)
-            left -= b
+            let target = userDayTarget(mean - overshoot)
+            var start = uLast[u] + activityGap()
+            if start >= dayEnd { start = dayStart + Int64(hourAlias.sample(&rng)) * 3_600_000 + Int64(rng.below(3_600_000)) }
+            left -= userDay(u, start, target, limit: left)
         }
     }
 
-    @inline(__always) private func userDayBudget(_ mean: Double) -> Int {
+    /// A user-day's target number of events: log-normal around `mean` (at least 1).
+    @inline(__always) private func userDayTarget(_ mean: Double) -> Int {
         let m = exp(0.6 * rng.normal() - 0.18)  // mean 1
-        return max(1, Int(mean * m + rng.unit()))
+        return max(1, Int(max(1, mean) * m + rng.unit()))
     }
 
     @inline(__always) private func activityGap() -> Int64 {
@@ -358,29 +374,34 @@ final class Generator {
         return Int64(min(21_600_000, max(1000, g)))
     }
 
-    /// One user's day: `budget` events in one or more activities (product sessions and
-    /// conversations), each starting after the previous one ended.
-    private func userDay(_ u: Int, _ start: Int64, _ budget: Int) {
-        var left = budget
+    /// One user's day: activities (product sessions and conversations), each starting after
+    /// the previous one ended, until `target` events are reached; never more than `limit`.
+    /// No activity starts after midnight (what is left of the day's budget goes to others),
+    /// so only activities already under way run into the next day.
+    /// Returns the number of events generated.
+    private func userDay(_ u: Int, _ start: Int64, _ target: Int, limit: Int) -> Int {
+        var used = 0
         var t = max(start, uLast[u] + 1000)
-        while left > 0 {
-            // About 0.5% of activities come from a client that was offline: their events are
-            // written in a batch at the end of this day or up to three days later.
+        while used < target && used < limit {
+            if used > 0 && t >= dayEnd { break }
+            let room = limit - used
+            // About 0.5% of activities (so about 0.5% of events) come from a client that was
+            // offline: their events are written in a batch at the end of this day or up to
+            // three days later.
             release = rng.chance(0.005) ? min(day + lateDelayAlias.sample(&rng), o.days - 1) : -1
             // About 5% come from an SDK that sends its own idempotency keys.
             activityFlags = rng.chance(0.05) ? 1 : 0
-            let used: Int
-            if uState[u] & registered != 0 && left >= 4
+            if uState[u] & registered != 0 && room >= 4
                 && rng.chance(Vocabulary.conversationShare[Int(uChannel[u])])
             {
-                used = conversation(u, t, left)
+                used += conversation(u, t, room)
             } else {
-                used = productSession(u, t, left)
+                used += productSession(u, t, room)
             }
-            left -= used
             t = uLast[u] + activityGap()
         }
         release = -1
+        return used
     }
 
     @inline(__always) private func newSession() -> UInt64 {
@@ -388,12 +409,27 @@ final class Generator {
         return mix64(sessionCounter ^ sessionSalt)
     }
 
-    @inline(__always) private func emit(_ ts: Int64, _ session: UInt64, _ u: Int, _ kind: UInt8,
-                                        bot: UInt8 = 255, _ p0: Int = 0, _ p1: Int = 0, a: Int = 0)
-    {
-        let e = Event(ts: ts, session: session, user: Int32(truncatingIfNeeded: u), a: Int32(truncatingIfNeeded: a),
-                      kind: kind, bot: bot, p0: UInt8(truncatingIfNeeded: p0), p1: UInt8(truncatingIfNeeded: p1),
-                      flags: activityFlags)
+    @inline(__always) private func emit(
+        _ ts: Int64,
+        _ session: UInt64,
+        _ u: Int,
+        _ kind: UInt8,
+        bot: UInt8 = 255,
+        _ p0: Int = 0,
+        _ p1: Int = 0,
+        a: Int = 0
+    ) {
+        let e = Event(
+            ts: ts,
+            session: session,
+            user: Int32(truncatingIfNeeded: u),
+            a: Int32(truncatingIfNeeded: a),
+            kind: kind,
+            bot: bot,
+            p0: UInt8(truncatingIfNeeded: p0),
+            p1: UInt8(truncatingIfNeeded: p1),
+            flags: activityFlags
+        )
         if release >= 0 {
             late[release].append(e)
             lateCount += 1
@@ -405,7 +441,7 @@ final class Generator {
     }
 
     @inline(__always) private func stepGap() -> Int64 {
-        Int64(min(900_000, max(400, rng.logNormal(median: 18_000, sigma: 1.0))))
+        Int64(min(900_000, max(400 * gapScale, rng.logNormal(median: 18_000, sigma: 1.0) * gapScale)))
     }
 
     /// A web session: registration on the user's first appearance, then page views,
@@ -430,7 +466,7 @@ final class Generator {
                 return used
             }
         }
-        let n = min(maxEvents - used, 1 + rng.geometric(mean: 4.5))
+        let n = min(maxEvents - used, 1 + rng.geometric(mean: 4.5 * lengthScale))
         enum Mode { case browse, search, buy }
         var mode = Mode.browse
         let roll = rng.unit()
@@ -465,8 +501,15 @@ final class Generator {
                 case 3:
                     emit(t, sid, u, Kind.buttonClicked, Vocabulary.buttonPayNow, page)
                 case 4:
-                    emit(t, sid, u, Kind.purchaseCompleted, currencyAlias.sample(&rng), 1 + min(rng.geometric(mean: 0.7), 9),
-                         a: price(Int(uPlan[u])))
+                    emit(
+                        t,
+                        sid,
+                        u,
+                        Kind.purchaseCompleted,
+                        currencyAlias.sample(&rng),
+                        1 + min(rng.geometric(mean: 0.7), 9),
+                        a: price(Int(uPlan[u]))
+                    )
                 default:
                     emit(t, sid, u, Kind.pageView, Vocabulary.pageConfirmation, referrer(page))
                     page = Vocabulary.pageConfirmation
@@ -526,7 +569,7 @@ final class Generator {
         emit(t, sid, u, Kind.conversationStarted, bot: b8, topic)
         var used = 1
         var willEnd = rng.chance(0.9)
-        let pairs = min(40, max(1, Int(rng.logNormal(median: 3, sigma: 0.7))))
+        let pairs = min(40, max(1, Int(rng.logNormal(median: 3 * lengthScale, sigma: 0.7))))
         var limit = pairs
         var fallbacks = 0
         var handedOff = false
@@ -555,7 +598,7 @@ final class Generator {
                 intent = rng.below(Vocabulary.intents.count)
                 offTopic = true
             }
-            if i > 0 { t += Int64(min(600_000, max(800, rng.logNormal(median: 14_000, sigma: 0.9)))) }
+            if i > 0 { t += Int64(min(600_000, max(800 * gapScale, rng.logNormal(median: 14_000, sigma: 0.9) * gapScale))) }
             emit(t, sid, u, Kind.messageReceived, bot: b8, topic, intent)
             used += 1
             room -= 1
@@ -625,7 +668,11 @@ final class Generator {
         keys.sort()
         for k in keys { write(cur[Int(k & 0xFFFF_FFFF)]) }
         cur.removeAll(keepingCapacity: true)
-        for e in late[d] { write(e) }
+        // The day's late batches. A late event from after midnight waits one more day, so
+        // that late always means "behind the file's order", never ahead of it.
+        for e in late[d] {
+            if e.ts >= dayEnd && !last { late[d + 1].append(e) } else { write(e) }
+        }
         late[d] = []
     }
 

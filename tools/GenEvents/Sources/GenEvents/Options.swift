@@ -24,15 +24,15 @@ struct Options {
 
         usage: tools/gen-events [options]
 
-          --events N        lines to write, exactly (default 1000000)
-          --days D          days covered (default 90)
-          --users U         users acquired over the range (default 200000)
-          --bots B          bots answering conversations (default 5)
-          --seed S          PRNG seed, an unsigned 64-bit integer (default 1)
-          --start YYYY-MM-DD first day (default: D days before 2026-11-01)
-          --out FILE        write here instead of stdout
-          --stats           print a summary to stderr when done
-          --help            this text
+          --events N          lines to write, exactly (default 1000000)
+          --days D            days covered (default 90)
+          --users U           users acquired over the range (default 200000)
+          --bots B            bots answering conversations (default 5)
+          --seed S            PRNG seed, an unsigned 64-bit integer (default 1)
+          --start YYYY-MM-DD  first day (default: D days before 2026-11-01)
+          --out FILE          write here instead of stdout
+          --stats             print a summary to stderr when done
+          --help              this text
 
         Same options, same bytes. Numbers may use _ as a separator (10_000_000).
         The model is described in docs/GEN-EVENTS.md.
@@ -106,4 +106,3 @@ struct Options {
         return back.year == y && back.month == m && back.day == d ? day : nil
     }
 }
-

@@ -121,7 +121,8 @@ struct Alias {
         var scaled = weights.map { $0 * Double(n) / total }
         var threshold = [UInt32](repeating: .max, count: n)
         var alias = (0..<n).map { Int32($0) }
-        var small = [Int](), large = [Int]()
+        var small = [Int]()
+        var large = [Int]()
         for i in 0..<n { if scaled[i] < 1 { small.append(i) } else { large.append(i) } }
         while let s = small.popLast() {
             guard let l = large.popLast() else { break }

@@ -10,7 +10,7 @@ enum Vocabulary {
     static let plans = ["free", "pro", "enterprise"]
     static let planWeights = [0.72, 0.22, 0.06]
     /// Chance that a product session is a purchase attempt, per plan.
-    static let buyShare = [0.05, 0.09, 0.12]
+    static let buyShare = [0.07, 0.12, 0.16]
 
     static let signupMethods = ["email", "google", "github", "apple", "sso"]
     static let signupMethodWeights = [0.46, 0.30, 0.12, 0.08, 0.04]
