@@ -15,7 +15,12 @@ public struct CompactionSettings: Sendable {
     public var maxAgeSeconds = 300
     /// How often the thresholds are checked (seconds).
     public var checkIntervalSeconds = 5.0
-    public var options = CompactionOptions()
+    /// One thread by default: the compactor runs beside ingest and must not take its cores.
+    public var options: CompactionOptions = {
+        var options = CompactionOptions()
+        options.threads = 1
+        return options
+    }()
 
     public init() {}
 }

@@ -373,8 +373,8 @@ public struct BlockBuilder {
         }
 
         // Properties: walk rows in output order and deal each entry to its column.
-        var present = [[UInt32]](repeating: [], count: properties.count)
-        var valueOrder = [[UInt32]](repeating: [], count: properties.count)
+        let present = properties.map { _ in ColumnBuffer<UInt32>(capacity: 256) }
+        let valueOrder = properties.map { _ in ColumnBuffer<UInt32>(capacity: 256) }
         for (r, old) in order.enumerated() {
             for e in Int(entryStart[Int(old)])..<Int(entryStart[Int(old) + 1]) {
                 let c = Int(entryColumn[e])
@@ -390,8 +390,8 @@ public struct BlockBuilder {
         for slot in slots {
             let column = properties[slot]
             let name = propertyKeys.string(column.keyId)
-            let rowsPresent = present[slot]
-            let picks = valueOrder[slot]
+            let rowsPresent = Array(present[slot].buffer)
+            let picks = valueOrder[slot].buffer
             switch column.kind {
             case .int:
                 try writer.addIntColumn(name, kind: .int, values: picks.map { column.ints[Int($0)] }, presentRows: rowsPresent, property: true)

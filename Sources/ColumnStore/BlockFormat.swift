@@ -34,6 +34,7 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
     case intFrame = 1
     case intDelta = 2
     case intDictionary = 3
+    case intRuns = 11
     /// Doubles that are all exact decimals with at most `parameter` digits after the point,
     /// stored as the integers `v × 10^parameter` through the best integer encoding.
     case decimal = 4
@@ -55,6 +56,7 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
         case .intFrame: "frame"
         case .intDelta: "delta"
         case .intDictionary: "int-dictionary"
+        case .intRuns: "runs"
         case .decimal: "decimal"
         case .rawDouble: "raw"
         case .codes8: "dict-u8"
@@ -70,6 +72,7 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
         case .frame: self = .intFrame
         case .delta: self = .intDelta
         case .dictionary: self = .intDictionary
+        case .runs: self = .intRuns
         }
     }
 
@@ -78,6 +81,7 @@ public enum ValueEncoding: UInt8, Sendable, CustomStringConvertible {
         case .intFrame: .frame
         case .intDelta: .delta
         case .intDictionary: .dictionary
+        case .intRuns: .runs
         default: nil
         }
     }

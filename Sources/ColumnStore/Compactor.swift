@@ -21,6 +21,9 @@ public struct CompactionOptions: Sendable {
     public var maxBlockRows = 8_000_000
     /// Cold blocks recompressed per round, so one round never stalls on a backlog.
     public var recompressPerRound = 16
+    /// Threads reading and encoding a round. The server uses one, at lowered priority, so
+    /// that ingest keeps its cores; `tally compact` uses every core.
+    public var threads = ProcessInfo.processInfo.activeProcessorCount
 
     public init() {}
 
@@ -109,60 +112,37 @@ extension ColumnStore {
             round[keyPath: field] += now - phaseStart
             phaseStart = now
         }
-        var builders: [BlockBuilder] = []
-        var builderOfDay: [Int32: Int] = [:]
-        var lastDay: Int32 = .min
-        var lastIndex = -1
-        var reader = LogReader(snapshot: snapshot, from: from)
-        while let (header, payload) = try reader.nextBatch() {
-            try payload.withUnsafeBytes { bytes in
-                var r = ByteReader(bytes)
-                var sequence = header.firstSequence
-                while !r.isAtEnd {
-                    guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
-                        let ts = BlockBuilder.timestamp(ofRecordBody: body)
-                    else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
-                    defer { sequence += 1 }
-                    if sequence < from { continue }
-                    let day = BlockBuilder.day(ofMicros: ts)
-                    if day != lastDay {
-                        if let index = builderOfDay[day] {
-                            lastIndex = index
-                        } else {
-                            lastIndex = builders.count
-                            builderOfDay[day] = lastIndex
-                            builders.append(BlockBuilder(day: day))
-                        }
-                        lastDay = day
-                    }
-                    try builders[lastIndex].append(recordBody: body, sequence: sequence)
-                    round.events += 1
-                }
-                guard sequence == header.endSequence else {
-                    throw CompactionError.malformedBatch(
-                        first: header.firstSequence, reason: "\(sequence - header.firstSequence) records, header says \(header.eventCount)")
-                }
-            }
-            round.through = header.endSequence
-            if round.through - from >= UInt64(options.maxEventsPerRound) { break }
-        }
-        guard round.through > from else { return nil }
-        phase(\.readNanos)
-
-        // Small blocks of the same days are merged into the new ones.
-        var replaced: [BlockEntry] = []
+        // Read and merge in parallel, each worker owning the days `day % workers == w`: the
+        // builders intern ids in tables of their own, so workers share nothing but the log.
+        let through = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
+        let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
-        for i in builders.indices {
-            var total = builders[i].rows
-            let candidates = current.blocks.enumerated()
-                .filter { $0.element.day == builders[i].day && Int($0.element.rows) < options.mergeBelowRows }
-                .sorted { $0.element.rows < $1.element.rows }
-            for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
-                try builders[i].append(block: open[index])
-                total += Int(entry.rows)
-                replaced.append(entry)
+        let results = Collected<Result<RoundPart, any Error>>()
+        runInParallel(workers) { worker in
+            let result = Result {
+                try self.readRoundPart(
+                    snapshot: snapshot, from: from, through: through, worker: worker, workers: workers,
+                    current: current, open: open, options: options)
             }
+            results.append(result)
         }
+        var builders: [BlockBuilder] = []
+        var replaced: [BlockEntry] = []
+        var readNanos: UInt64 = 0
+        for result in results.items {
+            let part = try result.get()
+            builders += part.builders
+            replaced += part.replaced
+            round.events += part.events
+            readNanos = max(readNanos, part.readNanos)
+        }
+        guard round.events > 0 else { return nil }
+        round.through = through
+        builders.sort { $0.day < $1.day }
+        let elapsed = monotonicNanos() - phaseStart
+        round.readNanos += min(readNanos, elapsed)
+        round.mergeNanos += elapsed - min(readNanos, elapsed)
+        phaseStart = monotonicNanos()
         for i in builders.indices { try builders[i].resolveGlobalIds(dictionaries) }
 
         phase(\.mergeNanos)
@@ -188,7 +168,76 @@ extension ColumnStore {
         return round
     }
 
-    /// Encodes the day builders on every core: each block is independent, and the project
+    struct RoundPart {
+        var builders: [BlockBuilder] = []
+        var replaced: [BlockEntry] = []
+        var events = 0
+        var readNanos: UInt64 = 0
+    }
+
+    /// One worker's share of a round: the log's events in `from..<through` whose day falls
+    /// to it, in day builders, with the small existing blocks of those days merged in.
+    private func readRoundPart(
+        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, workers: Int, current: Manifest,
+        open: [BlockFile], options: CompactionOptions
+    ) throws -> RoundPart {
+        let started = monotonicNanos()
+        var part = RoundPart()
+        var builderOfDay: [Int32: Int] = [:]
+        var lastDay: Int32 = .min
+        var lastIndex = -1
+        var reader = LogReader(snapshot: snapshot, from: from)
+        while let (header, payload) = try reader.nextBatch() {
+            if header.firstSequence >= through { break }
+            try payload.withUnsafeBytes { bytes in
+                var r = ByteReader(bytes)
+                var sequence = header.firstSequence
+                while !r.isAtEnd {
+                    guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
+                        let ts = BlockBuilder.timestamp(ofRecordBody: body)
+                    else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
+                    defer { sequence += 1 }
+                    if sequence < from || sequence >= through { continue }
+                    let day = BlockBuilder.day(ofMicros: ts)
+                    if day != lastDay {
+                        lastDay = day
+                        if Int(UInt32(bitPattern: day) % UInt32(workers)) != worker {
+                            lastIndex = -1
+                        } else if let index = builderOfDay[day] {
+                            lastIndex = index
+                        } else {
+                            lastIndex = part.builders.count
+                            builderOfDay[day] = lastIndex
+                            part.builders.append(BlockBuilder(day: day))
+                        }
+                    }
+                    guard lastIndex >= 0 else { continue }
+                    try part.builders[lastIndex].append(recordBody: body, sequence: sequence)
+                    part.events += 1
+                }
+                guard sequence == header.endSequence else {
+                    throw CompactionError.malformedBatch(
+                        first: header.firstSequence, reason: "\(sequence - header.firstSequence) records, header says \(header.eventCount)")
+                }
+            }
+        }
+        part.readNanos = monotonicNanos() - started
+        // Small blocks of the same days are merged into the new ones.
+        for i in part.builders.indices {
+            var total = part.builders[i].rows
+            let candidates = current.blocks.enumerated()
+                .filter { $0.element.day == part.builders[i].day && Int($0.element.rows) < options.mergeBelowRows }
+                .sorted { $0.element.rows < $1.element.rows }
+            for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
+                try part.builders[i].append(block: open[index])
+                total += Int(entry.rows)
+                part.replaced.append(entry)
+            }
+        }
+        return part
+    }
+
+    /// Encodes the day builders on `options.threads` threads: each block is independent, and the project
     /// dictionaries are only read (their sizes) while blocks are finished.
     private func finishInParallel(
         _ builders: inout [BlockBuilder], codecs: [Codec], options: CompactionOptions
@@ -203,10 +252,18 @@ extension ColumnStore {
         let dictionaries = self.dictionaries
         try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedForParallelWork(builders: buffer.baseAddress!, results: results)
-            DispatchQueue.concurrentPerform(iterations: count) { i in
-                let codec = codecs[i]
-                shared.results[i] = Result {
-                    try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+            let next = Mutex(0)
+            runInParallel(max(1, min(options.threads, count))) { _ in
+                while true {
+                    let i = next.withLock { n in
+                        defer { n += 1 }
+                        return n
+                    }
+                    guard i < count else { return }
+                    let codec = codecs[i]
+                    shared.results[i] = Result {
+                        try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+                    }
                 }
             }
             _ = shared
@@ -339,4 +396,43 @@ public enum CompactionError: Error, CustomStringConvertible {
 private struct SharedForParallelWork: @unchecked Sendable {
     let builders: UnsafeMutablePointer<BlockBuilder>
     let results: UnsafeMutablePointer<Result<(OutputBuffer, BlockFooter), any Error>?>
+}
+
+/// Runs `body(0..<count)` on threads of its own and waits for all of them. Threads rather than
+/// Dispatch workers, so they inherit nothing and the caller decides priority.
+func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    if count == 1 {
+        body(0)
+        return
+    }
+    let group = DispatchGroup()
+    for i in 0..<count {
+        group.enter()
+        let thread = Thread {
+            body(i)
+            group.leave()
+        }
+        thread.stackSize = 8 << 20
+        thread.start()
+    }
+    group.wait()
+}
+
+/// Results handed back from worker threads. Each worker builds its own value and hands it over
+/// whole under the lock; the caller reads only after every worker has finished.
+final class Collected<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var stored: [T] = []
+
+    func append(_ item: T) {
+        lock.lock()
+        stored.append(item)
+        lock.unlock()
+    }
+
+    var items: [T] {
+        lock.lock()
+        defer { lock.unlock() }
+        return stored
+    }
 }

@@ -12,20 +12,26 @@ public import EventLog
 /// | `frame` | `(v - v₀) / d`, `d` the gcd of all differences (timestamps in whole ms get `d = 1000`) |
 /// | `delta` | zigzag of `(vᵢ - vᵢ₋₁) / d`: small for sorted or run-ordered data |
 /// | `dictionary` | codes into a sorted table of the distinct values (few distinct values, e.g. receive times of an import) |
+/// | `runs` | ascending runs: where a value drops below its predecessor a new run starts and the value is stored whole; inside a run only the (non-negative) step is stored. Timestamps in a block ordered by person are such runs. |
 ///
 /// The encoder writes all three and keeps the smallest: "the encoding that measures best".
 public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConvertible {
     case frame = 1
     case delta = 2
     case dictionary = 3
+    case runs = 4
 
     public var description: String {
         switch self {
         case .frame: "frame"
         case .delta: "delta"
         case .dictionary: "dictionary"
+        case .runs: "runs"
         }
     }
+
+    /// What the parts of a `runs` encoding may use.
+    static let simple: [IntegerEncoding] = [.frame, .delta, .dictionary]
 
     static let miniBlock = 128
     static let dictionaryLimit = 4096
@@ -35,12 +41,14 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
     /// Long columns are measured on a sample (their first 8,192 values) and only the winner
     /// is encoded in full, so choosing costs little more than encoding once.
     @discardableResult
-    public static func encodeBest(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) -> IntegerEncoding {
+    public static func encodeBest(
+        _ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer, candidates: [IntegerEncoding] = allCases
+    ) -> IntegerEncoding {
         let sampleSize = 8192
         let sample = UnsafeBufferPointer(rebasing: values[0..<min(values.count, sampleSize)])
         let scratch = OutputBuffer(capacity: sample.count * 2 + 64)
         var ranked: [(Int, IntegerEncoding)] = []
-        for encoding in allCases {
+        for encoding in candidates {
             scratch.removeAll()
             if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, encoding)) }
         }
@@ -82,12 +90,7 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
             }
             zigzags.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
         case .dictionary:
-            var distinct = Set<Int64>()
-            for v in values {
-                distinct.insert(v)
-                if distinct.count > dictionaryLimit { return false }
-            }
-            let table = distinct.sorted()
+            guard let table = distinctValues(values, limit: dictionaryLimit) else { return false }
             var index: [Int64: Int64] = [:]
             index.reserveCapacity(table.count)
             for (i, v) in table.enumerated() { index[v] = Int64(i) }
@@ -96,6 +99,27 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
             var codes = [Int64](repeating: 0, count: n)
             for i in 0..<n { codes[i] = index[values[i]]! }
             codes.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
+        case .runs:
+            var starts: [Int64] = []
+            var heads: [Int64] = []
+            var steps: [Int64] = []
+            steps.reserveCapacity(n)
+            for i in 0..<n {
+                if i == 0 || values[i] < values[i - 1] {
+                    starts.append(Int64(i))
+                    heads.append(values[i])
+                } else {
+                    steps.append(values[i] &- values[i - 1])
+                }
+            }
+            for part in [starts, heads, steps] {
+                let encoded = OutputBuffer(capacity: part.count * 2 + 16)
+                let encoding = part.withUnsafeBufferPointer { encodeBest($0, into: encoded, candidates: simple) }
+                out.append(varint: UInt64(part.count))
+                out.append(byte: encoding.rawValue)
+                out.append(varint: UInt64(encoded.count))
+                out.append(encoded.bytes)
+            }
         }
         return true
     }
@@ -133,8 +157,57 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
                 guard code >= 0 && code < Int64(count) else { throw .badValue("dictionary code \(code) of \(count)") }
                 output[i] = Int64(littleEndian: raw.loadUnaligned(fromByteOffset: Int(code) * 8, as: Int64.self))
             }
+        case .runs:
+            var parts: [[Int64]] = []
+            for _ in 0..<3 {
+                guard let count = r.readVarint(), count <= UInt64(n), let tag = r.readByte(),
+                    let encoding = IntegerEncoding(rawValue: tag), encoding != .runs, let length = r.readVarint(),
+                    let bytes = r.readBytes(Int(clamping: length))
+                else { throw .truncated }
+                var part = [Int64](repeating: 0, count: Int(count))
+                try part.withUnsafeMutableBufferPointer { (p) throws(ColumnDecodingError) in try decode(bytes, as: encoding, into: p) }
+                parts.append(part)
+            }
+            let (starts, heads, steps) = (parts[0], parts[1], parts[2])
+            guard starts.count == heads.count, starts.count + steps.count == n, n == 0 || starts.first == 0 else {
+                throw .badValue("runs do not cover the column")
+            }
+            var nextStart = 0
+            var step = 0
+            for i in 0..<n {
+                if nextStart < starts.count && starts[nextStart] == Int64(i) {
+                    output[i] = heads[nextStart]
+                    nextStart += 1
+                } else {
+                    guard i > 0, step < steps.count else { throw .badValue("run steps out of order") }
+                    output[i] = output[i - 1] &+ steps[step]
+                    step += 1
+                }
+            }
+            guard nextStart == starts.count else { throw .badValue("run starts out of order") }
         }
         guard r.isAtEnd else { throw .badValue("\(r.remaining) trailing bytes in integer chunk") }
+    }
+
+    /// The sorted distinct values, or nil past `limit` of them. An open-addressing set of
+    /// raw integers: this runs on every integer column the compactor writes.
+    static func distinctValues(_ values: UnsafeBufferPointer<Int64>, limit: Int) -> [Int64]? {
+        let size = 2 * 8192
+        let mask = size - 1
+        var slots = [Int64](repeating: 0, count: size)
+        var used = [Bool](repeating: false, count: size)
+        var found: [Int64] = []
+        for v in values {
+            var slot = Int(truncatingIfNeeded: (UInt64(bitPattern: v) &* 0x9E37_79B9_7F4A_7C15) >> 50) & mask
+            while used[slot] && slots[slot] != v { slot = (slot + 1) & mask }
+            if !used[slot] {
+                if found.count == limit { return nil }
+                used[slot] = true
+                slots[slot] = v
+                found.append(v)
+            }
+        }
+        return found.sorted()
     }
 
     // MARK: Mini-blocks
@@ -144,12 +217,13 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
     static func writeMiniBlocks(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) {
         var start = 0
         var packed = [UInt64](repeating: 0, count: 65 * 2)
+        var lengths = [Int](repeating: 0, count: 65)
         while start < values.count {
             let end = min(start + miniBlock, values.count)
             var minimum = values[start]
             for i in start..<end { minimum = Swift.min(minimum, values[i]) }
             // Histogram of bit lengths, then the width with the fewest total bits.
-            var lengths = [Int](repeating: 0, count: 65)
+            for l in 0..<65 { lengths[l] = 0 }
             for i in start..<end {
                 let offset = UInt64(bitPattern: values[i] &- minimum)
                 lengths[64 - offset.leadingZeroBitCount] += 1
