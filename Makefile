@@ -10,7 +10,10 @@ TARGET_CPU ?= $(shell grep -qw avx2 /proc/cpuinfo 2>/dev/null && echo haswell ||
 RELEASE_FLAGS := -c release -Xswiftc -target-cpu -Xswiftc $(TARGET_CPU) -Xcc -march=$(TARGET_CPU)
 CRASH_TEST_KILLS ?= 3
 
-.PHONY: deps build release run test unit-test crash-test crash-test-long bench-http clean
+BENCH_EVENTS ?= 10000000
+BENCH_DIR ?= /tmp/tally-bench
+
+.PHONY: deps build release run test unit-test crash-test crash-test-long roundtrip-test bench-blocks clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -39,7 +42,23 @@ crash-test: release
 crash-test-long: release
 	python3 tools/crash-test --binary .build/release/tally --kills 20 --clients 8 --seconds-per-round 3
 
-test: unit-test crash-test
+# The recording in data/ through import, log dump, compact and dump: the same events both ways.
+roundtrip-test: release
+	python3 tools/blocks-roundtrip --binary .build/release/tally --data data/sample-events.ndjson.zst
+
+# Storage and compaction figures of the README: generated events, imported, compacted with LZ4
+# and (on a copy) with Zstd, then `tally blocks stats`. Needs about 4 GB in $(BENCH_DIR).
+bench-blocks: release
+	rm -rf $(BENCH_DIR) && mkdir -p $(BENCH_DIR)
+	tools/gen-events --events $(BENCH_EVENTS) --days 90 --users 200000 --out $(BENCH_DIR)/events.ndjson
+	.build/release/tally import --quiet --data-dir $(BENCH_DIR)/lz4 $(BENCH_DIR)/events.ndjson
+	cp -r $(BENCH_DIR)/lz4 $(BENCH_DIR)/zstd
+	.build/release/tally compact --quiet --data-dir $(BENCH_DIR)/lz4 --codec lz4 --no-recompress
+	.build/release/tally blocks stats --data-dir $(BENCH_DIR)/lz4 --columns-only
+	.build/release/tally compact --quiet --data-dir $(BENCH_DIR)/zstd --codec zstd
+	.build/release/tally blocks stats --data-dir $(BENCH_DIR)/zstd --columns-only | tail -1
+
+test: unit-test crash-test roundtrip-test
 
 clean:
 	rm -rf .build

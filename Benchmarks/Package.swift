@@ -17,6 +17,16 @@ let package = Package(
             ],
             path: "IngestBenchmarks",
             plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
-        )
+        ),
+        .executableTarget(
+            name: "ColumnStoreBenchmarks",
+            dependencies: [
+                .product(name: "EventLog", package: "tally"),
+                .product(name: "ColumnStore", package: "tally"),
+                .product(name: "Benchmark", package: "benchmark"),
+            ],
+            path: "ColumnStoreBenchmarks",
+            plugins: [.plugin(name: "BenchmarkPlugin", package: "benchmark")]
+        ),
     ]
 )

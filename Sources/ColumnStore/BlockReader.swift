@@ -194,7 +194,15 @@ public final class BlockFile: @unchecked Sendable {
             if d.presence == .bitmap {
                 guard bytes.count == (rows + 7) / 8 else { throw bad(.presence, "bitmap of \(bytes.count) bytes for \(rows) rows") }
                 for (i, b) in bytes.enumerated() where b != 0 { words[i >> 3] |= UInt64(b) << UInt64((i & 7) * 8) }
-                for r in 0..<rows where words[r >> 6] & (1 << UInt64(r & 63)) != 0 { presentRows.append(r) }
+                // Bits past the last row must be clear, or the bitmap is corrupt.
+                if rows % 64 != 0, words[words.count - 1] >> UInt64(rows % 64) != 0 { throw bad(.presence, "bits set past the last row") }
+                for (w, word) in words.enumerated() {
+                    var bits = word
+                    while bits != 0 {
+                        presentRows.append(w << 6 | bits.trailingZeroBitCount)
+                        bits &= bits &- 1
+                    }
+                }
             } else {
                 var list = [Int64](repeating: 0, count: present)
                 do {
@@ -309,26 +317,28 @@ public final class BlockFile: @unchecked Sendable {
                 let width = Int(d.parameter)
                 var expanded = [UInt8](repeating: 0, count: present * width)
                 var filled = 0
-                let ok = bytes.withUnsafeBytes { raw -> Bool in
-                    var r = ByteReader(raw)
-                    guard let runCount = r.readVarint(), runCount <= UInt64(present) else { return false }
-                    for _ in 0..<runCount {
-                        guard let code = r.readVarint(), code < UInt64(count), let length = r.readVarint(),
-                            length >= 1, length <= UInt64(present - filled)
-                        else { return false }
-                        for i in filled..<(filled + Int(length)) {
+                let ok = bytes.withUnsafeBytes { raw in
+                    expanded.withUnsafeMutableBytes { out -> Bool in
+                        var r = ByteReader(raw)
+                        guard let runCount = r.readVarint(), runCount <= UInt64(present) else { return false }
+                        for _ in 0..<runCount {
+                            guard let code = r.readVarint(), code < UInt64(count), let length = r.readVarint(),
+                                length >= 1, length <= UInt64(present - filled)
+                            else { return false }
+                            let end = filled + Int(length)
                             switch width {
-                            case 1: expanded[i] = UInt8(code)
+                            case 1: out.baseAddress!.advanced(by: filled).initializeMemory(as: UInt8.self, repeating: UInt8(code), count: Int(length))
                             case 2:
-                                expanded[2 * i] = UInt8(code & 0xFF)
-                                expanded[2 * i + 1] = UInt8(code >> 8)
+                                let p = out.baseAddress!.assumingMemoryBound(to: UInt16.self)
+                                for i in filled..<end { p[i] = UInt16(code).littleEndian }
                             default:
-                                for b in 0..<4 { expanded[4 * i + b] = UInt8((code >> (8 * UInt64(b))) & 0xFF) }
+                                let p = out.baseAddress!.assumingMemoryBound(to: UInt32.self)
+                                for i in filled..<end { p[i] = UInt32(code).littleEndian }
                             }
+                            filled = end
                         }
-                        filled += Int(length)
+                        return r.isAtEnd && filled == present
                     }
-                    return r.isAtEnd && filled == present
                 }
                 guard ok else { throw bad(.values, "malformed code runs") }
                 bytes = expanded

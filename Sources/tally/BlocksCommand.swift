@@ -26,7 +26,8 @@ struct Compact: ParsableCommand {
 
     @OptionGroup var target: ProjectOption
     @Option(help: "Codec for recent days: lz4 or zstd.") var codec = "lz4"
-    @Option(help: "Days after which blocks are recompressed with zstd (negative: never).") var coldAfterDays = 7
+    @Option(help: "Days after which blocks are recompressed with zstd.") var coldAfterDays = 7
+    @Flag(help: "Keep every block in the --codec codec, however old its day.") var noRecompress = false
     @Option(help: "Events read from the log per round.") var roundEvents = 2_000_000
     @Flag(help: "No progress bar, even on a terminal.") var quiet = false
 
@@ -34,10 +35,12 @@ struct Compact: ParsableCommand {
         try target.requireProject()
         guard let recent = Codec(name: codec), recent != .none else { throw CLIError("--codec: \"\(codec)\" is not lz4 or zstd") }
         guard roundEvents > 0 else { throw CLIError("--round-events must be positive") }
+        guard coldAfterDays >= 0 else { throw CLIError("--cold-after-days must be 0 or more (use --no-recompress to keep --codec)") }
         var options = CompactionOptions()
         options.codec = recent
         options.maxEventsPerRound = roundEvents
-        if coldAfterDays < 0 { options.coldCodec = recent } else { options.coldAfterDays = coldAfterDays }
+        options.coldAfterDays = coldAfterDays
+        if noRecompress { options.coldCodec = recent }
         var logger = Logger(label: "tally.compact")
         logger.logLevel = .warning
         let log = try EventLog.open(directory: target.logDirectory, logger: logger)
