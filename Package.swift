@@ -15,6 +15,7 @@ let package = Package(
         .executable(name: "tally", targets: ["tally"]),
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "ColumnStore", targets: ["ColumnStore"]),
+        .library(name: "QueryEngine", targets: ["QueryEngine"]),
         .library(name: "AnalyticsServer", targets: ["AnalyticsServer"]),
     ],
     dependencies: [
@@ -51,9 +52,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "QueryEngine",
+            dependencies: ["EventLog", "ColumnStore"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AnalyticsServer",
             dependencies: [
-                "EventLog", "ColumnStore",
+                "EventLog", "ColumnStore", "QueryEngine",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -88,6 +94,11 @@ let package = Package(
         .testTarget(
             name: "ColumnStoreTests",
             dependencies: ["ColumnStore", "EventLog", "TallyTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "QueryEngineTests",
+            dependencies: ["QueryEngine", "ColumnStore", "EventLog", "TallyTestSupport", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -182,17 +182,25 @@ public struct BlockBuilder {
     /// Maps per-block user and session codes to project-wide ids, adding new ones to the
     /// project dictionaries. Runs on one thread, before blocks are finished in parallel.
     public mutating func resolveGlobalIds(_ dictionaries: ProjectDictionaries) throws {
-        func map(_ local: ByteStringTable, _ global: inout GlobalDictionary) throws -> [UInt32] {
+        try resolveGlobalIds(users: { dictionaries.users.intern($0) }, sessions: { dictionaries.sessions.intern($0) })
+    }
+
+    /// Maps per-block codes through the given lookups (a query maps the log tail through the
+    /// project dictionaries plus ids of its own for strings they do not hold yet).
+    public mutating func resolveGlobalIds(
+        users userId: (UnsafeRawBufferPointer) -> UInt32, sessions sessionId: (UnsafeRawBufferPointer) -> UInt32
+    ) throws {
+        func map(_ local: ByteStringTable, _ lookup: (UnsafeRawBufferPointer) -> UInt32) throws -> [UInt32] {
             try local.blob.withUnsafeBytes { blob in
                 try (0..<local.count).map { i in
-                    let id = global.intern(UnsafeRawBufferPointer(rebasing: blob[Int(local.offsets[i])..<Int(local.offsets[i + 1])]))
+                    let id = lookup(UnsafeRawBufferPointer(rebasing: blob[Int(local.offsets[i])..<Int(local.offsets[i + 1])]))
                     guard id < Self.resolvedBit else { throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary") }
                     return id
                 }
             }
         }
-        let userIds = try map(localUsers, &dictionaries.users)
-        let sessionIds = try map(localSessions, &dictionaries.sessions)
+        let userIds = try map(localUsers, userId)
+        let sessionIds = try map(localSessions, sessionId)
         func resolve(_ column: ColumnBuffer<UInt32>, _ ids: [UInt32]) {
             for i in column.indices where column[i] != Self.none {
                 let v = column[i]
@@ -322,6 +330,15 @@ public struct BlockBuilder {
     public mutating func finish(
         codec: Codec, level: Int32, dictionaries: ProjectDictionaries, createdAt: Int64 = currentMicros()
     ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
+        try finish(
+            codec: codec, level: level, userDictionaryCount: UInt32(dictionaries.users.count),
+            sessionDictionaryCount: UInt32(dictionaries.sessions.count), createdAt: createdAt)
+    }
+
+    public mutating func finish(
+        codec: Codec, level: Int32, userDictionaryCount: UInt32, sessionDictionaryCount: UInt32,
+        createdAt: Int64 = currentMicros()
+    ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
         precondition(globalIdsResolved || rows == 0 || (localUsers.count == 0 && localSessions.count == 0),
             "resolveGlobalIds must run before finish")
         mergeNumericKinds()
@@ -419,7 +436,7 @@ public struct BlockBuilder {
         }
         let footer = BlockFooter(
             day: day, rows: UInt32(n), minTimestamp: ts.min() ?? 0, maxTimestamp: ts.max() ?? 0, createdAt: createdAt,
-            userDictionaryCount: UInt32(dictionaries.users.count), sessionDictionaryCount: UInt32(dictionaries.sessions.count),
+            userDictionaryCount: userDictionaryCount, sessionDictionaryCount: sessionDictionaryCount,
             sequenceRanges: ranges, columns: writer.columns)
         return (writer.finish(footer: footer), footer)
     }

@@ -78,6 +78,27 @@ public struct DecodedColumn: Sendable {
     }
 }
 
+/// Where a block's bytes are: an open file, or memory (the log tail a query turns into a
+/// block of its own).
+enum BlockSource: @unchecked Sendable {
+    // Unchecked: the descriptor is only used with pread, which is thread-safe; the bytes are
+    // immutable.
+    case file(Int32)
+    case memory([UInt8])
+
+    /// Reads `buffer.count` bytes at `offset`; the count actually read.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int, path: String) throws -> Int {
+        switch self {
+        case .file(let fd): return try FileIO.pread(fd, into: buffer, at: offset, path: path)
+        case .memory(let bytes):
+            guard offset >= 0, offset <= bytes.count else { return 0 }
+            let n = min(buffer.count, bytes.count - offset)
+            bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress! + offset, byteCount: n) }
+            return n
+        }
+    }
+}
+
 /// An open block file. It keeps its descriptor open, so a block a merge has just replaced
 /// stays readable to the queries that already hold it.
 public final class BlockFile: @unchecked Sendable {
@@ -85,70 +106,78 @@ public final class BlockFile: @unchecked Sendable {
     public let path: String
     public let footer: BlockFooter
     public let fileSize: Int
-    let fd: Int32
+    let source: BlockSource
 
-    public init(path: String) throws {
-        self.path = path
+    public convenience init(path: String) throws {
         let fd = try FileIO.open(path, flags: O_RDONLY)
         do {
-            let size = try FileIO.fileSize(fd, path: path)
-            guard size >= BlockLayout.headerSize + BlockLayout.trailerSize else {
-                throw BlockFormatError.notABlock("\(size) bytes is too short")
-            }
-            var head = [UInt8](repeating: 0, count: BlockLayout.headerSize)
-            _ = try head.withUnsafeMutableBytes { try FileIO.pread(fd, into: $0, at: 0, path: path) }
-            guard Array(head[0..<8]) == BlockLayout.magic else { throw BlockFormatError.notABlock("bad magic") }
-            let version = UInt16(head[8]) | UInt16(head[9]) << 8
-            guard version == BlockLayout.version else { throw BlockFormatError.unsupportedVersion(version) }
-            guard head[10..<16].allSatisfy({ $0 == 0 }) else { throw BlockFormatError.notABlock("reserved header bytes are not zero") }
-            var trailer = [UInt8](repeating: 0, count: BlockLayout.trailerSize)
-            _ = try trailer.withUnsafeMutableBytes {
-                try FileIO.pread(fd, into: $0, at: size - BlockLayout.trailerSize, path: path)
-            }
-            guard Array(trailer[24..<32]) == BlockLayout.trailerMagic else {
-                throw BlockFormatError.notABlock("bad trailer magic (torn or truncated file)")
-            }
-            guard trailer[16] == UInt8(BlockLayout.version), trailer[17] == 0, trailer[18..<24].allSatisfy({ $0 == 0 }) else {
-                throw BlockFormatError.notABlock("bad trailer version or reserved bytes")
-            }
-            let (footerOffset, footerLength, footerCRC) = trailer.withUnsafeBytes {
-                (
-                    Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))),
-                    Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
-                    UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
-                )
-            }
-            guard footerOffset >= BlockLayout.headerSize, footerLength >= 0,
-                footerOffset + footerLength == size - BlockLayout.trailerSize
-            else { throw BlockFormatError.badFooter("footer position \(footerOffset)+\(footerLength) in \(size) bytes") }
-            var footerBytes = [UInt8](repeating: 0, count: footerLength)
-            _ = try footerBytes.withUnsafeMutableBytes { try FileIO.pread(fd, into: $0, at: footerOffset, path: path) }
-            guard CRC32C.checksum(footerBytes) == footerCRC else { throw BlockFormatError.badFooter("checksum mismatch") }
-            let footer = try footerBytes.withUnsafeBytes { try BlockLayout.decodeFooter($0) }
-            for column in footer.columns {
-                for chunk in column.chunks where Int(chunk.offset) < BlockLayout.headerSize
-                    || Int(chunk.offset) + Int(chunk.storedSize) > footerOffset
-                {
-                    throw BlockFormatError.badChunk(column: column.name, chunk: chunk.role, reason: "lies outside the data area")
-                }
-            }
-            self.footer = footer
-            self.fileSize = size
-            self.fd = fd
+            try self.init(source: .file(fd), size: try FileIO.fileSize(fd, path: path), path: path)
         } catch {
             FileIO.close(fd)
             throw error
         }
     }
 
-    deinit { FileIO.close(fd) }
+    /// A block held in memory, for data that is not on disk as a block (the log tail).
+    public convenience init(bytes: [UInt8], name: String) throws {
+        try self.init(source: .memory(bytes), size: bytes.count, path: name)
+    }
+
+    init(source: BlockSource, size: Int, path: String) throws {
+        self.path = path
+        guard size >= BlockLayout.headerSize + BlockLayout.trailerSize else {
+            throw BlockFormatError.notABlock("\(size) bytes is too short")
+        }
+        var head = [UInt8](repeating: 0, count: BlockLayout.headerSize)
+        _ = try head.withUnsafeMutableBytes { try source.read(into: $0, at: 0, path: path) }
+        guard Array(head[0..<8]) == BlockLayout.magic else { throw BlockFormatError.notABlock("bad magic") }
+        let version = UInt16(head[8]) | UInt16(head[9]) << 8
+        guard version == BlockLayout.version else { throw BlockFormatError.unsupportedVersion(version) }
+        guard head[10..<16].allSatisfy({ $0 == 0 }) else { throw BlockFormatError.notABlock("reserved header bytes are not zero") }
+        var trailer = [UInt8](repeating: 0, count: BlockLayout.trailerSize)
+        _ = try trailer.withUnsafeMutableBytes { try source.read(into: $0, at: size - BlockLayout.trailerSize, path: path) }
+        guard Array(trailer[24..<32]) == BlockLayout.trailerMagic else {
+            throw BlockFormatError.notABlock("bad trailer magic (torn or truncated file)")
+        }
+        guard trailer[16] == UInt8(BlockLayout.version), trailer[17] == 0, trailer[18..<24].allSatisfy({ $0 == 0 }) else {
+            throw BlockFormatError.notABlock("bad trailer version or reserved bytes")
+        }
+        let (footerOffset, footerLength, footerCRC) = trailer.withUnsafeBytes {
+            (
+                Int(UInt64(littleEndian: $0.loadUnaligned(as: UInt64.self))),
+                Int(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt32.self))),
+                UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: 12, as: UInt32.self))
+            )
+        }
+        guard footerOffset >= BlockLayout.headerSize, footerLength >= 0,
+            footerOffset + footerLength == size - BlockLayout.trailerSize
+        else { throw BlockFormatError.badFooter("footer position \(footerOffset)+\(footerLength) in \(size) bytes") }
+        var footerBytes = [UInt8](repeating: 0, count: footerLength)
+        _ = try footerBytes.withUnsafeMutableBytes { try source.read(into: $0, at: footerOffset, path: path) }
+        guard CRC32C.checksum(footerBytes) == footerCRC else { throw BlockFormatError.badFooter("checksum mismatch") }
+        let footer = try footerBytes.withUnsafeBytes { try BlockLayout.decodeFooter($0) }
+        for column in footer.columns {
+            for chunk in column.chunks where Int(chunk.offset) < BlockLayout.headerSize
+                || Int(chunk.offset) + Int(chunk.storedSize) > footerOffset
+            {
+                throw BlockFormatError.badChunk(column: column.name, chunk: chunk.role, reason: "lies outside the data area")
+            }
+        }
+        self.footer = footer
+        self.fileSize = size
+        self.source = source
+    }
+
+    deinit {
+        if case .file(let fd) = source { FileIO.close(fd) }
+    }
 
     public var rows: Int { Int(footer.rows) }
 
     /// The stored bytes of a chunk after checking its CRC, decompressed.
     public func chunkBytes(_ chunk: ChunkDescriptor, column: String) throws -> [UInt8] {
         var stored = [UInt8](repeating: 0, count: Int(chunk.storedSize))
-        let n = try stored.withUnsafeMutableBytes { try FileIO.pread(fd, into: $0, at: Int(chunk.offset), path: path) }
+        let n = try stored.withUnsafeMutableBytes { try source.read(into: $0, at: Int(chunk.offset), path: path) }
         guard n == stored.count else { throw BlockFormatError.badChunk(column: column, chunk: chunk.role, reason: "short read") }
         guard CRC32C.checksum(stored) == chunk.checksum else { throw BlockFormatError.checksumMismatch(column: column, chunk: chunk.role) }
         if chunk.codec == .none {

@@ -1,4 +1,4 @@
-public import EventLog
+import EventLog
 
 /// Lays out a block file: each column's chunks are encoded, compressed and appended, and
 /// their descriptors collected for the footer.

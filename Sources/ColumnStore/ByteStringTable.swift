@@ -9,7 +9,7 @@ public import EventLog
 /// The strings live back to back in one blob with an offsets array, which is also exactly the
 /// layout a dictionary chunk is written in. Lookups go through an open-addressing table of
 /// `(hash, id)` pairs, so the compactor's per-value cost is one hash and usually one compare.
-public struct ByteStringTable {
+public struct ByteStringTable: Sendable {
     /// `offsets[i] ..< offsets[i + 1]` is string `i` in `blob`.
     public private(set) var offsets: [UInt32] = [0]
     public private(set) var blob: [UInt8] = []
