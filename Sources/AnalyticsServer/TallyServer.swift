@@ -45,6 +45,8 @@ public final class TallyServer: Sendable {
         let api = router.group("api/v1/analytics")
         api.post("events") { request, context in try await self.ingest(request, context: context, batch: false) }
         api.post("events/batch") { request, context in try await self.ingest(request, context: context, batch: true) }
+        api.post("funnels") { request, context in try await self.funnels(request, context: context) }
+        api.post("cohorts") { request, context in try await self.cohorts(request, context: context) }
         return router
     }
 

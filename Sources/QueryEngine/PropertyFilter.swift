@@ -33,7 +33,7 @@ public enum FilterOperator: String, Sendable, CaseIterable {
         }
     }
 
-    var needsValue: Bool { self != .isSet && self != .isNotSet }
+    public var needsValue: Bool { self != .isSet && self != .isNotSet }
 }
 
 /// `{"property": "resolved", "operator": "=", "value": true}`. The top-level fields
