@@ -92,6 +92,225 @@ extension TallyServer {
         return Self.json(out, headers: headers)
     }
 
+    func conversations(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let key = try authorize(request, scope: .read)
+        let headers = try rateLimit(.query, key: key)
+        let params = request.uri.queryParameters
+        let query: ConversationQuery
+        do {
+            let zoneName = params.get("timezone") ?? "UTC"
+            guard let zone = TimeZone(identifier: zoneName) else { throw Self.invalid("timezone", "\"\(zoneName)\" is not an IANA time zone name") }
+            let groupBy = params.get("group_by") ?? "day"
+            guard let unit = Bucketing.Unit(rawValue: groupBy) else { throw Self.invalid("group_by", "must be hour, day, week or month") }
+            let (start, end) = try Self.period(params.get("period") ?? "week", startDate: params.get("start_date"), endDate: params.get("end_date"), zone: zone)
+            query = ConversationQuery(start: start, end: end, botId: params.get("bot_id"), bucketing: Bucketing(unit: unit, timeZone: zone))
+        } catch let error as APIError {
+            throw error.with(headers: headers)
+        }
+        let snapshot = try await snapshot(for: key.projectId, headers: headers)
+        let report = try await Self.offPool { try ConversationEngine.run(query, on: snapshot) }
+        let out = OutputBuffer(capacity: 2048)
+        let w = JSONWriter(out)
+        let n = Double(max(report.conversations, 1))
+        w.raw(#"{"summary":{"total_conversations":"#)
+        w.int(Int64(report.conversations))
+        w.raw(#","completed_conversations":"#)
+        w.int(Int64(report.completed))
+        w.raw(#","average_duration_seconds":"#)
+        w.double(Self.round(report.totalDurationSeconds / n, 2))
+        w.raw(#","average_messages_per_conversation":"#)
+        w.double(Self.round(Double(report.messages) / n, 2))
+        w.raw(#","resolution_rate":"#)
+        w.double(report.completed == 0 ? 0 : Self.round(Double(report.resolved) / Double(report.completed), 4))
+        w.raw(#"},"timeline":["#)
+        for (i, b) in report.timeline.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.raw(#"{"date":"#)
+            w.string(b.label)
+            w.raw(#","conversations":"#)
+            w.int(Int64(b.conversations))
+            w.raw(#","messages":"#)
+            w.int(Int64(b.messages))
+            w.raw(#","unique_users":"#)
+            w.int(Int64(b.uniqueUsers))
+            w.raw("}")
+        }
+        w.raw(#"],"topics":["#)
+        for (i, t) in report.topics.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.raw(#"{"topic":"#)
+            w.string(t.topic)
+            w.raw(#","count":"#)
+            w.int(Int64(t.count))
+            w.raw(#","percentage":"#)
+            w.double(Self.round(Double(t.count) * 100 / n, 2))
+            w.raw("}")
+        }
+        w.raw(#"],"period":{"start":"#)
+        w.timestamp(query.start)
+        w.raw(#","end":"#)
+        w.timestamp(query.end)
+        w.raw(#"},"data_through":"#)
+        w.timestamp(snapshot.dataThrough)
+        w.raw("}")
+        return Self.json(out, headers: headers)
+    }
+
+    /// `today` (since local midnight), `week` and `month` (the last 7 and 30 days), or
+    /// `custom` with `start_date` and `end_date` (dates are whole local days, end included).
+    static func period(_ name: String, startDate: String?, endDate: String?, zone: TimeZone, now: Int64 = currentMicros()) throws -> (Int64, Int64) {
+        let day: Int64 = 86_400_000_000
+        switch name {
+        case "today":
+            let offset = Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(now) / 1e6))) * 1_000_000
+            let localMidnight = Int64(PeriodUnit.day.index(ofMicros: now + offset)) * day
+            return (localMidnight - offset, now + 1)
+        case "week": return (now - 7 * day, now + 1)
+        case "month": return (now - 30 * day, now + 1)
+        case "custom":
+            func bound(_ text: String?, _ field: String, end: Bool) throws -> Int64 {
+                guard let text else { throw invalid(field, "required when period is custom") }
+                if text.count == 10, let midnight = Timestamp.parse(text + "T00:00:00Z") {
+                    let local = end ? midnight + day : midnight
+                    return local - Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(local) / 1e6))) * 1_000_000
+                }
+                guard let micros = Timestamp.parse(text) else { throw invalid(field, "\"\(text)\" is not a date (YYYY-MM-DD) or an RFC 3339 timestamp") }
+                return micros
+            }
+            let start = try bound(startDate, "start_date", end: false)
+            let end = try bound(endDate, "end_date", end: true)
+            guard start < end else { throw invalid("start_date", "must be before end_date") }
+            return (start, end)
+        default:
+            throw invalid("period", "must be today, week, month or custom")
+        }
+    }
+
+    static let userMetrics = [
+        "total_sessions", "total_messages", "average_session_duration", "last_active", "satisfaction_score", "topics_discussed",
+    ]
+
+    func userAnalytics(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let key = try authorize(request, scope: .read)
+        let headers = try rateLimit(.query, key: key)
+        let params = request.uri.queryParameters
+        guard let userId = context.parameters.get("user_id"), !userId.isEmpty else {
+            throw APIError(.badRequest, "invalid_field", "user_id: required in the path", headers: headers)
+        }
+        let now = currentMicros()
+        var start = Int64.min
+        var end = now + 1
+        var wanted = Self.userMetrics
+        do {
+            if params.get("start_date") != nil || params.get("end_date") != nil {
+                (start, end) = try Self.period(
+                    "custom", startDate: params.get("start_date") ?? "1970-01-01", endDate: params.get("end_date") ?? Timestamp.format(now + 1),
+                    zone: TimeZone(identifier: "UTC")!)
+            }
+            if let list = params.get("metrics") {
+                wanted = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+                for m in wanted where !Self.userMetrics.contains(m) {
+                    throw Self.invalid("metrics", "unknown metric \"\(m)\"; known: \(Self.userMetrics.joined(separator: ", "))")
+                }
+            }
+        } catch let error as APIError {
+            throw error.with(headers: headers)
+        }
+        let reference = min(end - 1, now)
+        let snapshot = try await snapshot(for: key.projectId, headers: headers)
+        let (queryStart, queryEnd) = (start, end)
+        guard let report = try await Self.offPool({ try UserEngine.run(userId: userId, start: queryStart, end: queryEnd, reference: reference, on: snapshot) }) else {
+            throw APIError(.notFound, "user_not_found", "no events of user \"\(userId)\" in this project", headers: headers)
+        }
+        let out = OutputBuffer(capacity: 1024)
+        let w = JSONWriter(out)
+        w.raw(#"{"user_id":"#)
+        w.string(userId)
+        w.raw(#","metrics":{"#)
+        for (i, metric) in wanted.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.key(metric)
+            switch metric {
+            case "total_sessions": w.int(Int64(report.sessions))
+            case "total_messages": w.int(Int64(report.messages))
+            case "average_session_duration": if let v = report.averageSessionSeconds { w.double(Self.round(v, 1)) } else { w.null() }
+            case "last_active": if let t = report.lastActive { w.timestamp(t) } else { w.null() }
+            case "satisfaction_score": if let v = report.satisfaction { w.double(Self.round(v, 2)) } else { w.null() }
+            default:
+                w.raw("[")
+                for (j, topic) in report.topics.enumerated() {
+                    if j > 0 { w.raw(",") }
+                    w.string(topic)
+                }
+                w.raw("]")
+            }
+        }
+        let day: Int64 = 86_400_000_000
+        let sinceActive = report.lastActive.map { reference - $0 } ?? .max
+        w.raw(#"},"engagement":{"daily_active":"#)
+        w.bool(report.dailyActive)
+        w.raw(#","retention_30d":"#)
+        w.double(Self.round(Double(report.activeDaysLast30) / 30, 2))
+        w.raw(#","churn_risk":"#)
+        w.string(sinceActive <= 7 * day ? "low" : sinceActive <= 30 * day ? "medium" : "high")
+        w.raw(#"},"data_through":"#)
+        w.timestamp(snapshot.dataThrough)
+        w.raw("}")
+        return Self.json(out, headers: headers)
+    }
+
+    func realtime(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        let key = try authorize(request, scope: .read)
+        let headers = try rateLimit(.query, key: key)
+        var minutes = 5
+        if let text = request.uri.queryParameters.get("minutes") {
+            guard let m = Int(text), (1...1440).contains(m) else {
+                throw APIError(.badRequest, "invalid_field", "minutes: must be a whole number from 1 to 1440", headers: headers)
+            }
+            minutes = m
+        }
+        let snapshot = try await snapshot(for: key.projectId, headers: headers)
+        let now = snapshot.dataThrough
+        let window = minutes
+        let report = try await Self.offPool { try RealtimeEngine.run(now: now, minutes: window, on: snapshot) }
+        let out = OutputBuffer(capacity: 1024)
+        let w = JSONWriter(out)
+        let c = report.current
+        w.raw(#"{"current":{"active_users":"#)
+        w.int(Int64(c.activeUsers))
+        w.raw(#","active_conversations":"#)
+        w.int(Int64(c.activeConversations))
+        w.raw(#","messages_per_minute":"#)
+        w.double(Self.round(Double(c.messages) / Double(minutes), 2))
+        w.raw(#","average_response_time_ms":"#)
+        if c.responseTimes > 0 { w.double(Self.round(c.responseTimeSum / Double(c.responseTimes), 1)) } else { w.null() }
+        func change(_ now: Double?, _ before: Double?) {
+            guard let now, let before, before > 0 else { return w.null() }
+            let percent = Int(((now - before) / before * 100).rounded())
+            w.string((percent >= 0 ? "+" : "") + "\(percent)%")
+        }
+        func mean(_ s: RealtimeReport.Window) -> Double? { s.satisfactions > 0 ? s.satisfactionSum / Double(s.satisfactions) : nil }
+        w.raw(#"},"trends":{"users_change":"#)
+        change(Double(c.activeUsers), Double(report.dayBefore.activeUsers))
+        w.raw(#","conversations_change":"#)
+        change(Double(c.activeConversations), Double(report.dayBefore.activeConversations))
+        w.raw(#","satisfaction_change":"#)
+        change(mean(report.lastHour), mean(report.lastHourDayBefore))
+        w.raw(#"},"alerts":["#)
+        let normal = Double(report.eventsPast24h) * Double(minutes) / 1440
+        if normal > 0 && Double(c.events) > 1.5 * normal {
+            w.raw(#"{"type":"high_traffic","message":"#)
+            w.string("Traffic \(Int(((Double(c.events) / normal - 1) * 100).rounded()))% above normal")
+            w.raw("}")
+        }
+        w.raw(#"],"timestamp":"#)
+        w.timestamp(now)
+        w.raw(#","data_through":"#)
+        w.timestamp(snapshot.dataThrough)
+        w.raw("}")
+        return Self.json(out, headers: headers)
+    }
+
     // MARK: - Plumbing
 
     func snapshot(for project: String, headers: HTTPFields) async throws -> QuerySnapshot {

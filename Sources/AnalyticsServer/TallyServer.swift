@@ -47,6 +47,9 @@ public final class TallyServer: Sendable {
         api.post("events/batch") { request, context in try await self.ingest(request, context: context, batch: true) }
         api.post("funnels") { request, context in try await self.funnels(request, context: context) }
         api.post("cohorts") { request, context in try await self.cohorts(request, context: context) }
+        api.get("conversations/analytics") { request, context in try await self.conversations(request, context: context) }
+        api.get("users/:user_id/analytics") { request, context in try await self.userAnalytics(request, context: context) }
+        api.get("realtime") { request, context in try await self.realtime(request, context: context) }
         return router
     }
 
