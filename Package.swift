@@ -72,7 +72,7 @@ let package = Package(
         .executableTarget(
             name: "tally",
             dependencies: [
-                "EventLog", "ColumnStore", "AnalyticsServer",
+                "EventLog", "ColumnStore", "QueryEngine", "AnalyticsServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -83,10 +83,14 @@ public enum AggregationEngine {
             if let m = try rows(matchingAll: query.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
                 for r in 0..<n where !m[r] { keep[r] = false }
             }
-            // Per key: each row's global key number (-1: the row has no value for the key).
-            var rowKeys: [[Int]] = []
+            // Per key: each row's block-local key number (-1: no value), and what the local
+            // numbers mean globally. Local numbers are small (codes, buckets of one block), so
+            // a (key, key) pair finds its group through a dense table, not a hash per row.
+            var localIds: [[Int32]] = []
+            var localToGlobal: [[Int]] = []
             for (k, key) in query.groupBy.enumerated() {
-                var perRow = [Int](repeating: -1, count: n)
+                var perRow = [Int32](repeating: -1, count: n)
+                var globals: [Int] = []
                 func intern(_ s: String) -> Int {
                     if let i = keyTables[k][s] { return i }
                     keyTables[k][s] = keyNames[k].count
@@ -103,27 +107,41 @@ public enum AggregationEngine {
                     default: column = nil
                     }
                     if let column, case .codes(let codes, let dictionary) = column.values {
-                        let map = (0..<dictionary.count).map { intern(dictionary.string($0)) }
-                        for r in 0..<n where keep[r] && column.isPresent(r) { perRow[r] = map[codes[r]] }
-                    }
-                case .hour:
-                    for r in 0..<n where keep[r] {
-                        let h = ts[r] >= 0 ? ts[r] / 3_600_000_000 : (ts[r] + 1) / 3_600_000_000 - 1
-                        perRow[r] = intern(String(h * 3_600_000_000))
-                    }
-                case .period(let unit):
-                    var last = Int.min
-                    var lastKey = -1
-                    for r in 0..<n where keep[r] {
-                        let p = unit.index(ofMicros: ts[r])
-                        if p != last {
-                            last = p
-                            lastKey = intern(String(unit.start(ofIndex: p)))
+                        globals = (0..<dictionary.count).map { intern(dictionary.string($0)) }
+                        let count = dictionary.count
+                        for r in 0..<n where keep[r] {
+                            let code = codes[r]
+                            if code < count { perRow[r] = Int32(code) }
                         }
-                        perRow[r] = lastKey
+                    }
+                case .hour, .period:
+                    var lastBucket = Int.min
+                    var lastLocal: Int32 = -1
+                    var localOfBucket: [Int: Int32] = [:]
+                    for r in 0..<n where keep[r] {
+                        let bucket: Int
+                        if case .period(let unit) = key {
+                            bucket = unit.index(ofMicros: ts[r])
+                        } else {
+                            bucket = Int(ts[r] >= 0 ? ts[r] / 3_600_000_000 : (ts[r] + 1) / 3_600_000_000 - 1)
+                        }
+                        if bucket != lastBucket {
+                            lastBucket = bucket
+                            if let l = localOfBucket[bucket] {
+                                lastLocal = l
+                            } else {
+                                lastLocal = Int32(globals.count)
+                                localOfBucket[bucket] = lastLocal
+                                let start: Int64
+                                if case .period(let unit) = key { start = unit.start(ofIndex: bucket) } else { start = Int64(bucket) * 3_600_000_000 }
+                                globals.append(intern(String(start)))
+                            }
+                        }
+                        perRow[r] = lastLocal
                     }
                 }
-                rowKeys.append(perRow)
+                localIds.append(perRow)
+                localToGlobal.append(globals)
             }
             let persons = query.aggregate == .distinctPeople ? try columns.persons() : []
             var numeric: [DecodedColumn] = []
@@ -131,34 +149,48 @@ public enum AggregationEngine {
             case .average(let p), .percentiles(let p, _): numeric = try columns.property(p)
             default: break
             }
-            var composite = [Int](repeating: 0, count: query.groupBy.count)
+            let width0 = localToGlobal.first?.count ?? 1
+            let width1 = localToGlobal.count > 1 ? localToGlobal[1].count : 1
+            var groupOfLocal = [Int32](repeating: -1, count: max(1, width0 * width1))
             for r in 0..<n where keep[r] {
-                var complete = true
-                for k in 0..<rowKeys.count {
-                    composite[k] = rowKeys[k][r]
-                    if composite[k] < 0 { complete = false }
-                }
-                guard complete else { continue }
-                var value: Double? = nil
-                if !numeric.isEmpty {
-                    for c in numeric where c.isPresent(r) {
-                        if case .ints(let v) = c.values { value = Double(v[r]) }
-                        if case .doubles(let v) = c.values { value = v[r] }
+                var local = 0
+                if localIds.count > 0 {
+                    let l0 = localIds[0][r]
+                    guard l0 >= 0 else { continue }
+                    local = Int(l0)
+                    if localIds.count > 1 {
+                        let l1 = localIds[1][r]
+                        guard l1 >= 0 else { continue }
+                        local = local * width1 + Int(l1)
                     }
-                    guard value != nil else { continue }
                 }
-                let packed = composite.reduce(UInt64(0)) { $0 << 32 | UInt64($1) }
-                let g: Int
-                if let existing = groupIndex[packed] {
-                    g = existing
-                } else {
-                    g = counts.count
-                    groupIndex[packed] = g
-                    groupKeys.append((0..<composite.count).map { keyNames[$0][composite[$0]] })
-                    counts.append(0)
-                    sums.append(0)
-                    distinct.append([])
-                    samples.append([])
+                var value: Double = 0
+                if !numeric.isEmpty {
+                    var found = false
+                    for c in numeric where c.isPresent(r) {
+                        if case .ints(let v) = c.values { value = Double(v[r]); found = true }
+                        if case .doubles(let v) = c.values { value = v[r]; found = true }
+                    }
+                    guard found else { continue }
+                }
+                var g = Int(groupOfLocal[local])
+                if g < 0 {
+                    var globalKeys: [Int] = []
+                    if localIds.count > 0 { globalKeys.append(localToGlobal[0][local / width1]) }
+                    if localIds.count > 1 { globalKeys.append(localToGlobal[1][local % width1]) }
+                    let packed = globalKeys.reduce(UInt64(0)) { $0 << 32 | UInt64($1) }
+                    if let existing = groupIndex[packed] {
+                        g = existing
+                    } else {
+                        g = counts.count
+                        groupIndex[packed] = g
+                        groupKeys.append((0..<globalKeys.count).map { keyNames[$0][globalKeys[$0]] })
+                        counts.append(0)
+                        sums.append(0)
+                        distinct.append([])
+                        samples.append([])
+                    }
+                    groupOfLocal[local] = Int32(g)
                 }
                 counts[g] += 1
                 switch query.aggregate {
@@ -170,8 +202,8 @@ public enum AggregationEngine {
                         if distinct[g].count <= word { distinct[g] += [UInt64](repeating: 0, count: word + 1 - distinct[g].count) }
                         distinct[g][word] |= 1 << UInt64(p & 63)
                     }
-                case .average: sums[g] += value!
-                case .percentiles: samples[g].append(value!)
+                case .average: sums[g] += value
+                case .percentiles: samples[g].append(value)
                 }
             }
         }

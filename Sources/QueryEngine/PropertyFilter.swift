@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 public import ColumnStore
 
 /// A value a filter compares with, as the request gave it.
@@ -115,6 +118,23 @@ public struct PropertyFilter: Sendable, Equatable {
         }
     }
 
+    static func bytes(_ haystack: ArraySlice<UInt8>, contain needle: [UInt8]) -> Bool {
+        if needle.isEmpty { return true }
+        guard haystack.count >= needle.count else { return false }
+        return haystack.withUnsafeBufferPointer { h in
+            needle.withUnsafeBufferPointer { n in
+                let first = n[0]
+                var i = 0
+                let last = h.count - n.count
+                while i <= last {
+                    if h[i] == first && memcmp(h.baseAddress! + i, n.baseAddress!, n.count) == 0 { return true }
+                    i += 1
+                }
+                return false
+            }
+        }
+    }
+
     /// The rows of a block for which the filter holds.
     public func rows(in columns: BlockColumns, people: IdTable, sessions: IdTable) throws -> [Bool] {
         let n = columns.rows
@@ -148,7 +168,16 @@ public struct PropertyFilter: Sendable, Equatable {
             switch column.values {
             case .codes(let codes, let dictionary):
                 var table = [Bool](repeating: false, count: dictionary.count)
-                for code in 0..<dictionary.count { table[code] = holds(string: dictionary.string(code)) }
+                if (op == .contains || op == .notContains), case .string(let needle) = value {
+                    // Substring search straight on the dictionary's bytes: no String per entry.
+                    let pattern = Array(needle.utf8)
+                    for code in 0..<dictionary.count {
+                        let found = Self.bytes(dictionary.bytes(code), contain: pattern)
+                        table[code] = op == .contains ? found : !found
+                    }
+                } else {
+                    for code in 0..<dictionary.count { table[code] = holds(string: dictionary.string(code)) }
+                }
                 for r in 0..<n where column.isPresent(r) { result[r] = table[codes[r]] }
             case .ints(let v):
                 for r in 0..<n where column.isPresent(r) { result[r] = holds(number: Double(v[r])) }

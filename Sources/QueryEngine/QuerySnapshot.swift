@@ -31,8 +31,7 @@ public final class QuerySnapshot: @unchecked Sendable {
             var people = IdTable(base: users)
             var sessions = IdTable(base: sessionTable)
             var tail: [BlockFile] = []
-            if let log {
-                let logSnapshot = log.snapshot()
+            if let log, case let logSnapshot = log.snapshot(), logSnapshot.durableSequence > storeSnapshot.manifest.compactedThrough {
                 do {
                     tail = try Self.tailBlocks(
                         logSnapshot, from: storeSnapshot.manifest.compactedThrough, people: &people, sessions: &sessions)
