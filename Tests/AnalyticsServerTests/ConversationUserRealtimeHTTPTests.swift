@@ -64,6 +64,31 @@ import Testing
         }
     }
 
+    /// Berlin moves its clocks forward at 01:00Z on 2024-03-31: local days and hours follow.
+    @Test func timelinesFollowLocalTimeAcrossDaylightSavingChanges() async throws {
+        let t = try TestServer()
+        try await t.test { client in
+            let events = """
+                {"events":[
+                  {"event_name":"conversation_started","user_id":"a","session_id":"s1","timestamp":"2024-03-30T22:30:00Z"},
+                  {"event_name":"conversation_started","user_id":"b","session_id":"s2","timestamp":"2024-03-30T23:30:00Z"},
+                  {"event_name":"conversation_started","user_id":"c","session_id":"s3","timestamp":"2024-03-31T00:30:00Z"},
+                  {"event_name":"conversation_started","user_id":"d","session_id":"s4","timestamp":"2024-03-31T01:30:00Z"}
+                ]}
+                """
+            _ = try await client.execute(uri: "/api/v1/analytics/events/batch", method: .post, headers: bearer(t.writeToken), body: body(events))
+            let base = "/api/v1/analytics/conversations/analytics?period=custom&start_date=2024-03-30&end_date=2024-03-31&timezone=Europe/Berlin"
+            let days = try json(try await Self.get(client, base, t.readToken))
+            // 22:30Z is 23:30 on the 30th in Berlin (CET); the others fall on the 31st.
+            #expect((days["timeline"] as? [[String: Any]])?.map { $0["date"] as? String } == ["2024-03-30", "2024-03-31"])
+            #expect((days["timeline"] as? [[String: Any]])?.map { $0["conversations"] as? Int } == [1, 3])
+            let hours = try json(try await Self.get(client, base + "&group_by=hour", t.readToken))
+            // 00:30Z is 01:30 CET; 01:30Z is 03:30 CEST: the local hour 02:00 does not exist.
+            #expect((hours["timeline"] as? [[String: Any]])?.map { $0["date"] as? String }
+                == ["2024-03-30T23:00", "2024-03-31T00:00", "2024-03-31T01:00", "2024-03-31T03:00"])
+        }
+    }
+
     @Test func userAnalyticsReportsOneUser() async throws {
         let t = try TestServer()
         try await t.test { client in
