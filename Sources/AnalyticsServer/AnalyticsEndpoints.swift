@@ -12,148 +12,149 @@ extension TallyServer {
     /// Request bodies of analytics endpoints are small; past this they are refused.
     static let maxQueryBodyBytes = 1 << 20
 
-    func funnels(_ request: Request, context: BasicRequestContext) async throws -> Response {
+    /// The common path of every analytics endpoint: read scope, the query rate limit, parse
+    /// (errors keep the rate-limit headers), a snapshot, the engine off the cooperative pool,
+    /// and the response object, to which `data_through` is appended.
+    func answer<Query: Sendable, Result: Sendable>(
+        _ request: Request, parse: (Request) async throws -> Query,
+        run: @escaping @Sendable (Query, QuerySnapshot) throws -> Result,
+        write: (Result, Query, QuerySnapshot, JSONWriter) throws -> Void
+    ) async throws -> Response {
         let key = try authorize(request, scope: .read)
         let headers = try rateLimit(.query, key: key)
-        let body = try await Self.jsonObject(request, headers: headers)
-        let query: FunnelQuery
-        let name: String
+        let query: Query
         do {
-            (name, query) = try Self.parseFunnel(body)
+            query = try await parse(request)
         } catch let error as APIError {
             throw error.with(headers: headers)
         }
         let snapshot = try await snapshot(for: key.projectId, headers: headers)
-        let result = try await Self.offPool { try FunnelEngine.run(query, on: snapshot) }
-        let out = OutputBuffer(capacity: 1024)
-        let w = JSONWriter(out)
-        let first = result.users.first ?? 0
-        w.raw(#"{"funnel":{"name":"#)
-        w.string(name)
-        w.raw(#","total_users":"#)
-        w.int(Int64(first))
-        w.raw(#","steps":["#)
-        for (i, step) in query.steps.enumerated() {
-            if i > 0 { w.raw(",") }
-            w.raw(#"{"name":"#)
-            w.string(step.name)
-            w.raw(#","users":"#)
-            w.int(Int64(result.users[i]))
-            w.raw(#","percentage":"#)
-            w.double(first == 0 ? 0 : Self.round(Double(result.users[i]) * 100 / Double(first), 2))
-            if i > 0 {
-                w.raw(#","drop_off":"#)
-                w.int(Int64(result.users[i - 1] - result.users[i]))
-                w.raw(#","median_time_to_convert_seconds":"#)
-                if let m = result.medianSecondsToConvert[i] { w.double(Self.round(m, 3)) } else { w.null() }
-            }
-            w.raw("}")
+        let result: Result
+        do {
+            result = try await Self.offPool { try run(query, snapshot) }
+        } catch let error as APIError {
+            throw error.with(headers: headers)
         }
-        w.raw(#"],"completion_rate":"#)
-        w.double(first == 0 ? 0 : Self.round(Double(result.users.last ?? 0) / Double(first), 4))
-        w.raw(#"},"data_through":"#)
+        let out = OutputBuffer(capacity: 2048)
+        let w = JSONWriter(out)
+        try write(result, query, snapshot, w)
+        w.raw(#","data_through":"#)
         w.timestamp(snapshot.dataThrough)
         w.raw("}")
         return Self.json(out, headers: headers)
+    }
+
+    func funnels(_ request: Request, context: BasicRequestContext) async throws -> Response {
+        try await answer(
+            request, parse: { try Self.parseFunnel(try await Self.jsonObject($0)) },
+            run: { try FunnelEngine.run($0.1, on: $1) }
+        ) { result, named, _, w in
+            let (name, query) = named
+            let first = result.users.first ?? 0
+            w.raw(#"{"funnel":{"name":"#)
+            w.string(name)
+            w.raw(#","total_users":"#)
+            w.int(Int64(first))
+            w.raw(#","steps":["#)
+            for (i, step) in query.steps.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw(#"{"name":"#)
+                w.string(step.name)
+                w.raw(#","users":"#)
+                w.int(Int64(result.users[i]))
+                w.raw(#","percentage":"#)
+                w.double(first == 0 ? 0 : Self.round(Double(result.users[i]) * 100 / Double(first), 2))
+                if i > 0 {
+                    w.raw(#","drop_off":"#)
+                    w.int(Int64(result.users[i - 1] - result.users[i]))
+                    w.raw(#","median_time_to_convert_seconds":"#)
+                    if let m = result.medianSecondsToConvert[i] { w.double(Self.round(m, 3)) } else { w.null() }
+                }
+                w.raw("}")
+            }
+            w.raw(#"],"completion_rate":"#)
+            w.double(first == 0 ? 0 : Self.round(Double(result.users.last ?? 0) / Double(first), 4))
+            w.raw("}")
+        }
     }
 
     func cohorts(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let key = try authorize(request, scope: .read)
-        let headers = try rateLimit(.query, key: key)
-        let body = try await Self.jsonObject(request, headers: headers)
-        let query: CohortQuery
-        do {
-            query = try Self.parseCohorts(body)
-        } catch let error as APIError {
-            throw error.with(headers: headers)
-        }
-        let snapshot = try await snapshot(for: key.projectId, headers: headers)
-        let cohorts = try await Self.offPool { try RetentionEngine.run(query, on: snapshot) }
-        let out = OutputBuffer(capacity: 1024)
-        let w = JSONWriter(out)
-        w.raw(#"{"cohorts":["#)
-        for (i, cohort) in cohorts.enumerated() {
-            if i > 0 { w.raw(",") }
-            w.raw(#"{"cohort_date":"#)
-            w.string(String(Timestamp.format(cohort.start).prefix(10)))
-            w.raw(#","users":"#)
-            w.int(Int64(cohort.users))
-            w.raw(#","retention":{"#)
-            for (k, share) in cohort.retention.enumerated() {
-                if k > 0 { w.raw(",") }
-                w.key("\(query.unit.rawValue)_\(k)")
-                w.double(Self.round(share, 4))
+        try await answer(
+            request, parse: { try Self.parseCohorts(try await Self.jsonObject($0)) },
+            run: { try RetentionEngine.run($0, on: $1) }
+        ) { cohorts, query, _, w in
+            w.raw(#"{"cohorts":["#)
+            for (i, cohort) in cohorts.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw(#"{"cohort_date":"#)
+                w.string(String(Timestamp.format(cohort.start).prefix(10)))
+                w.raw(#","users":"#)
+                w.int(Int64(cohort.users))
+                w.raw(#","retention":{"#)
+                for (k, share) in cohort.retention.enumerated() {
+                    if k > 0 { w.raw(",") }
+                    w.key("\(query.unit.rawValue)_\(k)")
+                    w.double(Self.round(share, 4))
+                }
+                w.raw("}}")
             }
-            w.raw("}}")
+            w.raw("]")
         }
-        w.raw(#"],"data_through":"#)
-        w.timestamp(snapshot.dataThrough)
-        w.raw("}")
-        return Self.json(out, headers: headers)
     }
 
     func conversations(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let key = try authorize(request, scope: .read)
-        let headers = try rateLimit(.query, key: key)
+        try await answer(request, parse: Self.parseConversations, run: { try ConversationEngine.run($0, on: $1) }) { report, query, _, w in
+            let n = Double(max(report.conversations, 1))
+            w.raw(#"{"summary":{"total_conversations":"#)
+            w.int(Int64(report.conversations))
+            w.raw(#","completed_conversations":"#)
+            w.int(Int64(report.completed))
+            w.raw(#","average_duration_seconds":"#)
+            w.double(Self.round(report.totalDurationSeconds / n, 2))
+            w.raw(#","average_messages_per_conversation":"#)
+            w.double(Self.round(Double(report.messages) / n, 2))
+            w.raw(#","resolution_rate":"#)
+            w.double(report.completed == 0 ? 0 : Self.round(Double(report.resolved) / Double(report.completed), 4))
+            w.raw(#"},"timeline":["#)
+            for (i, b) in report.timeline.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw(#"{"date":"#)
+                w.string(b.label)
+                w.raw(#","conversations":"#)
+                w.int(Int64(b.conversations))
+                w.raw(#","messages":"#)
+                w.int(Int64(b.messages))
+                w.raw(#","unique_users":"#)
+                w.int(Int64(b.uniqueUsers))
+                w.raw("}")
+            }
+            w.raw(#"],"topics":["#)
+            for (i, t) in report.topics.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.raw(#"{"topic":"#)
+                w.string(t.topic)
+                w.raw(#","count":"#)
+                w.int(Int64(t.count))
+                w.raw(#","percentage":"#)
+                w.double(Self.round(Double(t.count) * 100 / n, 2))
+                w.raw("}")
+            }
+            w.raw(#"],"period":{"start":"#)
+            w.timestamp(query.start)
+            w.raw(#","end":"#)
+            w.timestamp(query.end)
+            w.raw("}")
+        }
+    }
+
+    static func parseConversations(_ request: Request) throws -> ConversationQuery {
         let params = request.uri.queryParameters
-        let query: ConversationQuery
-        do {
-            let zoneName = params.get("timezone") ?? "UTC"
-            guard let zone = TimeZone(identifier: zoneName) else { throw Self.invalid("timezone", "\"\(zoneName)\" is not an IANA time zone name") }
-            let groupBy = params.get("group_by") ?? "day"
-            guard let unit = Bucketing.Unit(rawValue: groupBy) else { throw Self.invalid("group_by", "must be hour, day, week or month") }
-            let (start, end) = try Self.period(params.get("period") ?? "week", startDate: params.get("start_date"), endDate: params.get("end_date"), zone: zone)
-            query = ConversationQuery(start: start, end: end, botId: params.get("bot_id"), bucketing: Bucketing(unit: unit, timeZone: zone))
-        } catch let error as APIError {
-            throw error.with(headers: headers)
-        }
-        let snapshot = try await snapshot(for: key.projectId, headers: headers)
-        let report = try await Self.offPool { try ConversationEngine.run(query, on: snapshot) }
-        let out = OutputBuffer(capacity: 2048)
-        let w = JSONWriter(out)
-        let n = Double(max(report.conversations, 1))
-        w.raw(#"{"summary":{"total_conversations":"#)
-        w.int(Int64(report.conversations))
-        w.raw(#","completed_conversations":"#)
-        w.int(Int64(report.completed))
-        w.raw(#","average_duration_seconds":"#)
-        w.double(Self.round(report.totalDurationSeconds / n, 2))
-        w.raw(#","average_messages_per_conversation":"#)
-        w.double(Self.round(Double(report.messages) / n, 2))
-        w.raw(#","resolution_rate":"#)
-        w.double(report.completed == 0 ? 0 : Self.round(Double(report.resolved) / Double(report.completed), 4))
-        w.raw(#"},"timeline":["#)
-        for (i, b) in report.timeline.enumerated() {
-            if i > 0 { w.raw(",") }
-            w.raw(#"{"date":"#)
-            w.string(b.label)
-            w.raw(#","conversations":"#)
-            w.int(Int64(b.conversations))
-            w.raw(#","messages":"#)
-            w.int(Int64(b.messages))
-            w.raw(#","unique_users":"#)
-            w.int(Int64(b.uniqueUsers))
-            w.raw("}")
-        }
-        w.raw(#"],"topics":["#)
-        for (i, t) in report.topics.enumerated() {
-            if i > 0 { w.raw(",") }
-            w.raw(#"{"topic":"#)
-            w.string(t.topic)
-            w.raw(#","count":"#)
-            w.int(Int64(t.count))
-            w.raw(#","percentage":"#)
-            w.double(Self.round(Double(t.count) * 100 / n, 2))
-            w.raw("}")
-        }
-        w.raw(#"],"period":{"start":"#)
-        w.timestamp(query.start)
-        w.raw(#","end":"#)
-        w.timestamp(query.end)
-        w.raw(#"},"data_through":"#)
-        w.timestamp(snapshot.dataThrough)
-        w.raw("}")
-        return Self.json(out, headers: headers)
+        let zoneName = params.get("timezone") ?? "UTC"
+        guard let zone = TimeZone(identifier: zoneName) else { throw Self.invalid("timezone", "\"\(zoneName)\" is not an IANA time zone name") }
+        let groupBy = params.get("group_by") ?? "day"
+        guard let unit = Bucketing.Unit(rawValue: groupBy) else { throw Self.invalid("group_by", "must be hour, day, week or month") }
+        let (start, end) = try Self.period(params.get("period") ?? "week", startDate: params.get("start_date"), endDate: params.get("end_date"), zone: zone)
+        return ConversationQuery(start: start, end: end, botId: params.get("bot_id"), bucketing: Bucketing(unit: unit, timeZone: zone))
     }
 
     /// `today` (since local midnight), `week` and `month` (the last 7 and 30 days), or
@@ -190,125 +191,120 @@ extension TallyServer {
         "total_sessions", "total_messages", "average_session_duration", "last_active", "satisfaction_score", "topics_discussed",
     ]
 
+    struct UserQuery: Sendable {
+        var userId: String
+        var start: Int64
+        var end: Int64
+        var reference: Int64
+        var metrics: [String]
+    }
+
     func userAnalytics(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let key = try authorize(request, scope: .read)
-        let headers = try rateLimit(.query, key: key)
-        let params = request.uri.queryParameters
-        guard let userId = context.parameters.get("user_id"), !userId.isEmpty else {
-            throw APIError(.badRequest, "invalid_field", "user_id: required in the path", headers: headers)
+        let userId = context.parameters.get("user_id") ?? ""
+        return try await answer(
+            request, parse: { try Self.parseUserQuery($0, userId: userId) },
+            run: { q, snapshot in
+                guard let report = try UserEngine.run(userId: q.userId, start: q.start, end: q.end, reference: q.reference, on: snapshot) else {
+                    throw APIError(.notFound, "user_not_found", "no events of user \"\(q.userId)\" in this project")
+                }
+                return report
+            }
+        ) { report, q, _, w in
+            w.raw(#"{"user_id":"#)
+            w.string(q.userId)
+            w.raw(#","metrics":{"#)
+            for (i, metric) in q.metrics.enumerated() {
+                if i > 0 { w.raw(",") }
+                w.key(metric)
+                switch metric {
+                case "total_sessions": w.int(Int64(report.sessions))
+                case "total_messages": w.int(Int64(report.messages))
+                case "average_session_duration": if let v = report.averageSessionSeconds { w.double(Self.round(v, 1)) } else { w.null() }
+                case "last_active": if let t = report.lastActive { w.timestamp(t) } else { w.null() }
+                case "satisfaction_score": if let v = report.satisfaction { w.double(Self.round(v, 2)) } else { w.null() }
+                default:
+                    w.raw("[")
+                    for (j, topic) in report.topics.enumerated() {
+                        if j > 0 { w.raw(",") }
+                        w.string(topic)
+                    }
+                    w.raw("]")
+                }
+            }
+            let day: Int64 = 86_400_000_000
+            let sinceActive = report.lastActive.map { q.reference - $0 } ?? .max
+            w.raw(#"},"engagement":{"daily_active":"#)
+            w.bool(report.dailyActive)
+            w.raw(#","retention_30d":"#)
+            w.double(Self.round(Double(report.activeDaysLast30) / 30, 2))
+            w.raw(#","churn_risk":"#)
+            w.string(sinceActive <= 7 * day ? "low" : sinceActive <= 30 * day ? "medium" : "high")
+            w.raw("}")
         }
+    }
+
+    static func parseUserQuery(_ request: Request, userId: String) throws -> UserQuery {
+        guard !userId.isEmpty else { throw invalid("user_id", "required in the path") }
+        let params = request.uri.queryParameters
         let now = currentMicros()
         var start = Int64.min
         var end = now + 1
-        var wanted = Self.userMetrics
-        do {
-            if params.get("start_date") != nil || params.get("end_date") != nil {
-                (start, end) = try Self.period(
-                    "custom", startDate: params.get("start_date") ?? "1970-01-01", endDate: params.get("end_date") ?? Timestamp.format(now + 1),
-                    zone: TimeZone(identifier: "UTC")!)
-            }
-            if let list = params.get("metrics") {
-                wanted = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
-                for m in wanted where !Self.userMetrics.contains(m) {
-                    throw Self.invalid("metrics", "unknown metric \"\(m)\"; known: \(Self.userMetrics.joined(separator: ", "))")
-                }
-            }
-        } catch let error as APIError {
-            throw error.with(headers: headers)
+        var wanted = userMetrics
+        if params.get("start_date") != nil || params.get("end_date") != nil {
+            (start, end) = try period(
+                "custom", startDate: params.get("start_date") ?? "1970-01-01", endDate: params.get("end_date") ?? Timestamp.format(now + 1),
+                zone: TimeZone(identifier: "UTC")!)
         }
-        let reference = min(end - 1, now)
-        let snapshot = try await snapshot(for: key.projectId, headers: headers)
-        let (queryStart, queryEnd) = (start, end)
-        guard let report = try await Self.offPool({ try UserEngine.run(userId: userId, start: queryStart, end: queryEnd, reference: reference, on: snapshot) }) else {
-            throw APIError(.notFound, "user_not_found", "no events of user \"\(userId)\" in this project", headers: headers)
-        }
-        let out = OutputBuffer(capacity: 1024)
-        let w = JSONWriter(out)
-        w.raw(#"{"user_id":"#)
-        w.string(userId)
-        w.raw(#","metrics":{"#)
-        for (i, metric) in wanted.enumerated() {
-            if i > 0 { w.raw(",") }
-            w.key(metric)
-            switch metric {
-            case "total_sessions": w.int(Int64(report.sessions))
-            case "total_messages": w.int(Int64(report.messages))
-            case "average_session_duration": if let v = report.averageSessionSeconds { w.double(Self.round(v, 1)) } else { w.null() }
-            case "last_active": if let t = report.lastActive { w.timestamp(t) } else { w.null() }
-            case "satisfaction_score": if let v = report.satisfaction { w.double(Self.round(v, 2)) } else { w.null() }
-            default:
-                w.raw("[")
-                for (j, topic) in report.topics.enumerated() {
-                    if j > 0 { w.raw(",") }
-                    w.string(topic)
-                }
-                w.raw("]")
+        if let list = params.get("metrics") {
+            wanted = list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            for m in wanted where !userMetrics.contains(m) {
+                throw invalid("metrics", "unknown metric \"\(m)\"; known: \(userMetrics.joined(separator: ", "))")
             }
         }
-        let day: Int64 = 86_400_000_000
-        let sinceActive = report.lastActive.map { reference - $0 } ?? .max
-        w.raw(#"},"engagement":{"daily_active":"#)
-        w.bool(report.dailyActive)
-        w.raw(#","retention_30d":"#)
-        w.double(Self.round(Double(report.activeDaysLast30) / 30, 2))
-        w.raw(#","churn_risk":"#)
-        w.string(sinceActive <= 7 * day ? "low" : sinceActive <= 30 * day ? "medium" : "high")
-        w.raw(#"},"data_through":"#)
-        w.timestamp(snapshot.dataThrough)
-        w.raw("}")
-        return Self.json(out, headers: headers)
+        return UserQuery(userId: userId, start: start, end: end, reference: min(end - 1, now), metrics: wanted)
     }
 
     func realtime(_ request: Request, context: BasicRequestContext) async throws -> Response {
-        let key = try authorize(request, scope: .read)
-        let headers = try rateLimit(.query, key: key)
-        var minutes = 5
-        if let text = request.uri.queryParameters.get("minutes") {
-            guard let m = Int(text), (1...1440).contains(m) else {
-                throw APIError(.badRequest, "invalid_field", "minutes: must be a whole number from 1 to 1440", headers: headers)
+        try await answer(
+            request,
+            parse: { request -> Int in
+                guard let text = request.uri.queryParameters.get("minutes") else { return 5 }
+                guard let m = Int(text), (1...1440).contains(m) else { throw Self.invalid("minutes", "must be a whole number from 1 to 1440") }
+                return m
+            },
+            run: { minutes, snapshot in try RealtimeEngine.run(now: snapshot.dataThrough, minutes: minutes, on: snapshot) }
+        ) { report, minutes, snapshot, w in
+            let c = report.current
+            w.raw(#"{"current":{"active_users":"#)
+            w.int(Int64(c.activeUsers))
+            w.raw(#","active_conversations":"#)
+            w.int(Int64(c.activeConversations))
+            w.raw(#","messages_per_minute":"#)
+            w.double(Self.round(Double(c.messages) / Double(minutes), 2))
+            w.raw(#","average_response_time_ms":"#)
+            if c.responseTimes > 0 { w.double(Self.round(c.responseTimeSum / Double(c.responseTimes), 1)) } else { w.null() }
+            func change(_ now: Double?, _ before: Double?) {
+                guard let now, let before, before > 0 else { return w.null() }
+                let percent = Int(((now - before) / before * 100).rounded())
+                w.string((percent >= 0 ? "+" : "") + "\(percent)%")
             }
-            minutes = m
+            func mean(_ s: RealtimeReport.Window) -> Double? { s.satisfactions > 0 ? s.satisfactionSum / Double(s.satisfactions) : nil }
+            w.raw(#"},"trends":{"users_change":"#)
+            change(Double(c.activeUsers), Double(report.dayBefore.activeUsers))
+            w.raw(#","conversations_change":"#)
+            change(Double(c.activeConversations), Double(report.dayBefore.activeConversations))
+            w.raw(#","satisfaction_change":"#)
+            change(mean(report.lastHour), mean(report.lastHourDayBefore))
+            w.raw(#"},"alerts":["#)
+            let normal = Double(report.eventsPast24h) * Double(minutes) / 1440
+            if normal > 0 && Double(c.events) > 1.5 * normal {
+                w.raw(#"{"type":"high_traffic","message":"#)
+                w.string("Traffic \(Int(((Double(c.events) / normal - 1) * 100).rounded()))% above normal")
+                w.raw("}")
+            }
+            w.raw(#"],"timestamp":"#)
+            w.timestamp(snapshot.dataThrough)
         }
-        let snapshot = try await snapshot(for: key.projectId, headers: headers)
-        let now = snapshot.dataThrough
-        let window = minutes
-        let report = try await Self.offPool { try RealtimeEngine.run(now: now, minutes: window, on: snapshot) }
-        let out = OutputBuffer(capacity: 1024)
-        let w = JSONWriter(out)
-        let c = report.current
-        w.raw(#"{"current":{"active_users":"#)
-        w.int(Int64(c.activeUsers))
-        w.raw(#","active_conversations":"#)
-        w.int(Int64(c.activeConversations))
-        w.raw(#","messages_per_minute":"#)
-        w.double(Self.round(Double(c.messages) / Double(minutes), 2))
-        w.raw(#","average_response_time_ms":"#)
-        if c.responseTimes > 0 { w.double(Self.round(c.responseTimeSum / Double(c.responseTimes), 1)) } else { w.null() }
-        func change(_ now: Double?, _ before: Double?) {
-            guard let now, let before, before > 0 else { return w.null() }
-            let percent = Int(((now - before) / before * 100).rounded())
-            w.string((percent >= 0 ? "+" : "") + "\(percent)%")
-        }
-        func mean(_ s: RealtimeReport.Window) -> Double? { s.satisfactions > 0 ? s.satisfactionSum / Double(s.satisfactions) : nil }
-        w.raw(#"},"trends":{"users_change":"#)
-        change(Double(c.activeUsers), Double(report.dayBefore.activeUsers))
-        w.raw(#","conversations_change":"#)
-        change(Double(c.activeConversations), Double(report.dayBefore.activeConversations))
-        w.raw(#","satisfaction_change":"#)
-        change(mean(report.lastHour), mean(report.lastHourDayBefore))
-        w.raw(#"},"alerts":["#)
-        let normal = Double(report.eventsPast24h) * Double(minutes) / 1440
-        if normal > 0 && Double(c.events) > 1.5 * normal {
-            w.raw(#"{"type":"high_traffic","message":"#)
-            w.string("Traffic \(Int(((Double(c.events) / normal - 1) * 100).rounded()))% above normal")
-            w.raw("}")
-        }
-        w.raw(#"],"timestamp":"#)
-        w.timestamp(now)
-        w.raw(#","data_through":"#)
-        w.timestamp(snapshot.dataThrough)
-        w.raw("}")
-        return Self.json(out, headers: headers)
     }
 
     // MARK: - Plumbing
@@ -332,16 +328,16 @@ extension TallyServer {
         }
     }
 
-    static func jsonObject(_ request: Request, headers: HTTPFields) async throws -> [String: Any] {
+    static func jsonObject(_ request: Request) async throws -> [String: Any] {
         var request = request
         let body: ByteBuffer
         do {
             body = try await request.collectBody(upTo: maxQueryBodyBytes)
         } catch is NIOTooManyBytesError {
-            throw APIError(.contentTooLarge, "payload_too_large", "request body is larger than \(maxQueryBodyBytes) bytes", headers: headers)
+            throw APIError(.contentTooLarge, "payload_too_large", "request body is larger than \(maxQueryBodyBytes) bytes")
         }
         guard let object = try? JSONSerialization.jsonObject(with: Data(body.readableBytesView)) as? [String: Any] else {
-            throw APIError(.badRequest, "invalid_json", "the request body must be a JSON object", headers: headers)
+            throw APIError(.badRequest, "invalid_json", "the request body must be a JSON object")
         }
         return object
     }

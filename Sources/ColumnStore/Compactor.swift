@@ -183,44 +183,14 @@ extension ColumnStore {
     ) throws -> RoundPart {
         let started = monotonicNanos()
         var part = RoundPart()
-        var builderOfDay: [Int32: Int] = [:]
-        var lastDay: Int32 = .min
-        var lastIndex = -1
+        var days = DayBuilders { day in Int(UInt32(bitPattern: day) % UInt32(workers)) == worker }
         var reader = LogReader(snapshot: snapshot, from: from)
         while let (header, payload) = try reader.nextBatch() {
             if header.firstSequence >= through { break }
-            try payload.withUnsafeBytes { bytes in
-                var r = ByteReader(bytes)
-                var sequence = header.firstSequence
-                while !r.isAtEnd {
-                    guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
-                        let ts = BlockBuilder.timestamp(ofRecordBody: body)
-                    else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
-                    defer { sequence += 1 }
-                    if sequence < from || sequence >= through { continue }
-                    let day = BlockBuilder.day(ofMicros: ts)
-                    if day != lastDay {
-                        lastDay = day
-                        if Int(UInt32(bitPattern: day) % UInt32(workers)) != worker {
-                            lastIndex = -1
-                        } else if let index = builderOfDay[day] {
-                            lastIndex = index
-                        } else {
-                            lastIndex = part.builders.count
-                            builderOfDay[day] = lastIndex
-                            part.builders.append(BlockBuilder(day: day))
-                        }
-                    }
-                    guard lastIndex >= 0 else { continue }
-                    try part.builders[lastIndex].append(recordBody: body, sequence: sequence)
-                    part.events += 1
-                }
-                guard sequence == header.endSequence else {
-                    throw CompactionError.malformedBatch(
-                        first: header.firstSequence, reason: "\(sequence - header.firstSequence) records, header says \(header.eventCount)")
-                }
-            }
+            try days.add(header, payload: payload, range: from..<through)
         }
+        part.builders = days.builders
+        part.events = days.events
         part.readNanos = monotonicNanos() - started
         // Small blocks of the same days are merged into the new ones.
         for i in part.builders.indices {

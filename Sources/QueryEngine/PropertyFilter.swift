@@ -73,28 +73,27 @@ public struct PropertyFilter: Sendable, Equatable {
     }
 
     func holds(number: Double) -> Bool {
-        switch op {
-        case .isSet: return true
-        case .isNotSet: return false
-        case .contains, .containsIgnoringCase: return false
-        case .notContains: return true
-        default: return compare { other in
+        holdsForNonString { other in
             if case .number(let n) = other { return number < n ? -1 : number == n ? 0 : 1 }
             return nil
-        }
         }
     }
 
     func holds(bool: Bool) -> Bool {
+        holdsForNonString { other in
+            if case .bool(let b) = other { return b == bool ? 0 : nil }
+            return nil
+        }
+    }
+
+    /// Numbers and booleans: substring operators never match them (`not_contains` always does).
+    private func holdsForNonString(_ order: (FilterValue) -> Int?) -> Bool {
         switch op {
         case .isSet: return true
         case .isNotSet: return false
         case .contains, .containsIgnoringCase: return false
         case .notContains: return true
-        default: return compare { other in
-            if case .bool(let b) = other { return b == bool ? 0 : nil }
-            return nil
-        }
+        default: return compare(order)
         }
     }
 

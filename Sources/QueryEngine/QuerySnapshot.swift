@@ -57,32 +57,12 @@ public final class QuerySnapshot: @unchecked Sendable {
 
     /// The log from `from` on, as one in-memory block per UTC day.
     static func tailBlocks(_ snapshot: LogSnapshot, from: UInt64, people: inout IdTable, sessions: inout IdTable) throws -> [BlockFile] {
-        var builders: [BlockBuilder] = []
-        var builderOfDay: [Int32: Int] = [:]
+        var days = DayBuilders()
         var reader = LogReader(snapshot: snapshot, from: from)
         while let (header, payload) = try reader.nextBatch() {
-            try payload.withUnsafeBytes { bytes in
-                var r = ByteReader(bytes)
-                var sequence = header.firstSequence
-                while !r.isAtEnd {
-                    guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
-                        let ts = BlockBuilder.timestamp(ofRecordBody: body)
-                    else { throw RecordDecodingError(offset: r.offset, reason: "record length runs past the payload") }
-                    defer { sequence += 1 }
-                    if sequence < from { continue }
-                    let day = BlockBuilder.day(ofMicros: ts)
-                    let index: Int
-                    if let i = builderOfDay[day] {
-                        index = i
-                    } else {
-                        index = builders.count
-                        builderOfDay[day] = index
-                        builders.append(BlockBuilder(day: day))
-                    }
-                    try builders[index].append(recordBody: body, sequence: sequence)
-                }
-            }
+            try days.add(header, payload: payload, range: from..<UInt64.max)
         }
+        var builders = days.builders
         var blocks: [BlockFile] = []
         for i in builders.indices {
             try builders[i].resolveGlobalIds(users: { people.id(of: $0) }, sessions: { sessions.id(of: $0) })

@@ -1,0 +1,52 @@
+public import EventLog
+
+/// One `BlockBuilder` per UTC day, fed straight from log batches: the one path from the log's
+/// binary records into blocks, shared by the compactor and by queries reading the log tail.
+public struct DayBuilders {
+    public var builders: [BlockBuilder] = []
+    public private(set) var events = 0
+    private var indexOfDay: [Int32: Int] = [:]
+    private var lastDay: Int32 = .min
+    private var lastIndex = -1
+    private let acceptsDay: (Int32) -> Bool
+
+    /// `acceptsDay` picks the days this set builds (a compaction worker's share).
+    public init(acceptsDay: @escaping (Int32) -> Bool = { _ in true }) {
+        self.acceptsDay = acceptsDay
+    }
+
+    /// Adds the records of one batch whose sequence numbers lie in `range`.
+    public mutating func add(_ header: BatchHeader, payload: [UInt8], range: Range<UInt64>) throws {
+        try payload.withUnsafeBytes { bytes in
+            var r = ByteReader(bytes)
+            var sequence = header.firstSequence
+            while !r.isAtEnd {
+                guard let length = r.read(UInt32.self), let body = r.readBytes(Int(length)),
+                    let ts = BlockBuilder.timestamp(ofRecordBody: body)
+                else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
+                defer { sequence += 1 }
+                guard range.contains(sequence) else { continue }
+                let day = BlockBuilder.day(ofMicros: ts)
+                if day != lastDay {
+                    lastDay = day
+                    if !acceptsDay(day) {
+                        lastIndex = -1
+                    } else if let index = indexOfDay[day] {
+                        lastIndex = index
+                    } else {
+                        lastIndex = builders.count
+                        indexOfDay[day] = lastIndex
+                        builders.append(BlockBuilder(day: day))
+                    }
+                }
+                guard lastIndex >= 0 else { continue }
+                try builders[lastIndex].append(recordBody: body, sequence: sequence)
+                events += 1
+            }
+            guard sequence == header.endSequence else {
+                throw CompactionError.malformedBatch(
+                    first: header.firstSequence, reason: "\(sequence - header.firstSequence) records, header says \(header.eventCount)")
+            }
+        }
+    }
+}
