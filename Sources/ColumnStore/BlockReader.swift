@@ -172,6 +172,12 @@ public final class BlockFile: @unchecked Sendable {
         if case .file(let fd) = source { FileIO.close(fd) }
     }
 
+    /// Held in memory (the log tail of a query), not read from a file.
+    public var isInMemory: Bool {
+        if case .memory = source { return true }
+        return false
+    }
+
     public var rows: Int { Int(footer.rows) }
 
     /// The stored bytes of a chunk after checking its CRC, decompressed.

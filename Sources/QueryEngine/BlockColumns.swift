@@ -8,16 +8,25 @@ public final class BlockColumns {
     private var propertyCache: [String: [DecodedColumn]] = [:]
     private var personCache: [UInt32]?
 
-    public init(_ block: BlockFile) {
+    let shared: ColumnCache?
+
+    public init(_ block: BlockFile, cache shared: ColumnCache? = .shared) {
         self.block = block
         rows = block.rows
+        self.shared = block.isInMemory ? nil : shared
     }
 
     /// A built-in column (nil when no row of the block has it).
     public func builtin(_ name: String) throws -> DecodedColumn? {
         if let cached = cache[name] { return cached }
+        let key = block.path + "#builtin#" + name
+        if let shared, case .column(let column) = shared.get(key) {
+            cache[name] = column
+            return column
+        }
         let column = try block.builtin(name)
         cache[name] = column
+        shared?.put(key, .column(column), bytes: ColumnCache.size(of: column))
         return column
     }
 
@@ -29,7 +38,17 @@ public final class BlockColumns {
     /// Every column of property `key`, one per type it was sent with.
     public func property(_ key: String) throws -> [DecodedColumn] {
         if let cached = propertyCache[key] { return cached }
-        let columns = try block.footer.columns.filter { $0.isProperty && $0.name == key }.map { try block.decode($0) }
+        var columns: [DecodedColumn] = []
+        for d in block.footer.columns where d.isProperty && d.name == key {
+            let sharedKey = block.path + "#property#" + key + "#" + d.kind.description
+            if let shared, case .column(let column?) = shared.get(sharedKey) {
+                columns.append(column)
+                continue
+            }
+            let column = try block.decode(d)
+            shared?.put(sharedKey, .column(column), bytes: ColumnCache.size(of: column))
+            columns.append(column)
+        }
         propertyCache[key] = columns
         return columns
     }
@@ -38,6 +57,11 @@ public final class BlockColumns {
     /// `noPerson`.
     public func persons() throws -> [UInt32] {
         if let personCache { return personCache }
+        let sharedKey = block.path + "#persons"
+        if let shared, case .persons(let cached) = shared.get(sharedKey) {
+            personCache = cached
+            return cached
+        }
         var result = [UInt32](repeating: noPerson, count: rows)
         if let anonymous = try builtin("anonymous_id"), case .ints(let ids) = anonymous.values {
             for r in 0..<rows where anonymous.isPresent(r) { result[r] = UInt32(truncatingIfNeeded: ids[r]) }
@@ -46,6 +70,7 @@ public final class BlockColumns {
             for r in 0..<rows where users.isPresent(r) { result[r] = UInt32(truncatingIfNeeded: ids[r]) }
         }
         personCache = result
+        shared?.put(sharedKey, .persons(result), bytes: result.count * 4)
         return result
     }
 
