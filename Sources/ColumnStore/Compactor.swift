@@ -370,7 +370,7 @@ private struct SharedForParallelWork: @unchecked Sendable {
 
 /// Runs `body(0..<count)` on threads of its own and waits for all of them. Threads rather than
 /// Dispatch workers, so they inherit nothing and the caller decides priority.
-func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
+package func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
     if count == 1 {
         body(0)
         return
@@ -390,17 +390,19 @@ func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Void) {
 
 /// Results handed back from worker threads. Each worker builds its own value and hands it over
 /// whole under the lock; the caller reads only after every worker has finished.
-final class Collected<T>: @unchecked Sendable {
+package final class Collected<T>: @unchecked Sendable {
     private let lock = NSLock()
     private var stored: [T] = []
 
-    func append(_ item: T) {
+    package init() {}
+
+    package func append(_ item: T) {
         lock.lock()
         stored.append(item)
         lock.unlock()
     }
 
-    var items: [T] {
+    package var items: [T] {
         lock.lock()
         defer { lock.unlock() }
         return stored

@@ -1,4 +1,6 @@
 public import ColumnStore
+import Foundation
+import Synchronization
 
 /// What rows are grouped by.
 public enum GroupKey: Sendable, Equatable {
@@ -19,6 +21,13 @@ public enum Aggregate: Sendable, Equatable {
     case average(String)
     /// Exact percentiles (0...1) of a numeric property, interpolated like `quantile_cont`.
     case percentiles(String, [Double])
+}
+
+extension Aggregate {
+    var needsSamples: Bool {
+        if case .percentiles = self { return true }
+        return false
+    }
 }
 
 public struct AggregateQuery: Sendable {
@@ -54,178 +63,282 @@ public struct AggregateResult: Sendable {
     public var rowsScanned: Int
 }
 
-/// Filter, group and aggregate in one pass over each block. Group keys are mapped per block
-/// from dictionary codes (or time buckets) to global group numbers through small tables, so
-/// the per-row work is a table lookup and an add.
+/// Filter, group and aggregate: each block is scanned on its own into partial groups (on every
+/// core), and the partials are merged by key. Inside a block, group keys are block-local
+/// numbers (dictionary codes, time buckets), so a row finds its group through a dense table.
 public enum AggregationEngine {
-    public static func run(_ query: AggregateQuery, on snapshot: QuerySnapshot) throws -> AggregateResult {
-        precondition(query.groupBy.count <= 2, "at most two grouping keys")
-        var groupIndex: [UInt64: Int] = [:]
-        var groupKeys: [[String]] = []
+    /// Groups of one block (or of several, once merged), by their key strings.
+    struct Partial {
+        var index: [[String]: Int] = [:]
+        var keys: [[String]] = []
         var counts: [Int] = []
         var sums: [Double] = []
         var distinct: [[UInt64]] = []
         var samples: [[Double]] = []
-        var keyTables: [[String: Int]] = Array(repeating: [:], count: query.groupBy.count)
-        var keyNames: [[String]] = Array(repeating: [], count: query.groupBy.count)
-        var scanned = 0
-        for block in snapshot.blocks where block.footer.maxTimestamp >= query.start && block.footer.minTimestamp < query.end {
-            let columns = BlockColumns(block)
-            let n = columns.rows
-            scanned += n
-            let ts = try columns.timestamps()
-            var keep = [Bool](repeating: true, count: n)
-            for r in 0..<n where ts[r] < query.start || ts[r] >= query.end { keep[r] = false }
-            if let name = query.eventName {
-                let m = try columns.rows(named: name)
-                for r in 0..<n where !m[r] { keep[r] = false }
-            }
-            if let m = try rows(matchingAll: query.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
-                for r in 0..<n where !m[r] { keep[r] = false }
-            }
-            // Per key: each row's block-local key number (-1: no value), and what the local
-            // numbers mean globally. Local numbers are small (codes, buckets of one block), so
-            // a (key, key) pair finds its group through a dense table, not a hash per row.
-            var localIds: [[Int32]] = []
-            var localToGlobal: [[Int]] = []
-            for (k, key) in query.groupBy.enumerated() {
-                var perRow = [Int32](repeating: -1, count: n)
-                var globals: [Int] = []
-                func intern(_ s: String) -> Int {
-                    if let i = keyTables[k][s] { return i }
-                    keyTables[k][s] = keyNames[k].count
-                    keyNames[k].append(s)
-                    return keyNames[k].count - 1
+        var rowsScanned = 0
+
+        mutating func group(_ key: [String]) -> Int {
+            if let g = index[key] { return g }
+            index[key] = keys.count
+            keys.append(key)
+            counts.append(0)
+            sums.append(0)
+            distinct.append([])
+            samples.append([])
+            return keys.count - 1
+        }
+
+        mutating func merge(_ other: Partial) {
+            rowsScanned += other.rowsScanned
+            for (o, key) in other.keys.enumerated() {
+                let g = group(key)
+                counts[g] += other.counts[o]
+                sums[g] += other.sums[o]
+                if distinct[g].count < other.distinct[o].count {
+                    distinct[g] += [UInt64](repeating: 0, count: other.distinct[o].count - distinct[g].count)
                 }
-                switch key {
-                case .eventName, .botId, .property:
-                    let column: DecodedColumn?
-                    switch key {
-                    case .eventName: column = try columns.builtin("event_name")
-                    case .botId: column = try columns.builtin("bot_id")
-                    case .property(let p): column = try columns.property(p).first { $0.descriptor.kind == .string }
-                    default: column = nil
-                    }
-                    if let column, case .codes(let codes, let dictionary) = column.values {
-                        globals = (0..<dictionary.count).map { intern(dictionary.string($0)) }
-                        let count = dictionary.count
-                        for r in 0..<n where keep[r] {
-                            let code = codes[r]
-                            if code < count { perRow[r] = Int32(code) }
-                        }
-                    }
-                case .hour, .period:
-                    var lastBucket = Int.min
-                    var lastLocal: Int32 = -1
-                    var localOfBucket: [Int: Int32] = [:]
-                    for r in 0..<n where keep[r] {
-                        let bucket: Int
-                        if case .period(let unit) = key {
-                            bucket = unit.index(ofMicros: ts[r])
-                        } else {
-                            bucket = Int(ts[r] >= 0 ? ts[r] / 3_600_000_000 : (ts[r] + 1) / 3_600_000_000 - 1)
-                        }
-                        if bucket != lastBucket {
-                            lastBucket = bucket
-                            if let l = localOfBucket[bucket] {
-                                lastLocal = l
-                            } else {
-                                lastLocal = Int32(globals.count)
-                                localOfBucket[bucket] = lastLocal
-                                let start: Int64
-                                if case .period(let unit) = key { start = unit.start(ofIndex: bucket) } else { start = Int64(bucket) * 3_600_000_000 }
-                                globals.append(intern(String(start)))
-                            }
-                        }
-                        perRow[r] = lastLocal
-                    }
-                }
-                localIds.append(perRow)
-                localToGlobal.append(globals)
-            }
-            let persons = query.aggregate == .distinctPeople ? try columns.persons() : []
-            var numeric: [DecodedColumn] = []
-            switch query.aggregate {
-            case .average(let p), .percentiles(let p, _): numeric = try columns.property(p)
-            default: break
-            }
-            let width0 = localToGlobal.first?.count ?? 1
-            let width1 = localToGlobal.count > 1 ? localToGlobal[1].count : 1
-            var groupOfLocal = [Int32](repeating: -1, count: max(1, width0 * width1))
-            for r in 0..<n where keep[r] {
-                var local = 0
-                if localIds.count > 0 {
-                    let l0 = localIds[0][r]
-                    guard l0 >= 0 else { continue }
-                    local = Int(l0)
-                    if localIds.count > 1 {
-                        let l1 = localIds[1][r]
-                        guard l1 >= 0 else { continue }
-                        local = local * width1 + Int(l1)
-                    }
-                }
-                var value: Double = 0
-                if !numeric.isEmpty {
-                    var found = false
-                    for c in numeric where c.isPresent(r) {
-                        if case .ints(let v) = c.values { value = Double(v[r]); found = true }
-                        if case .doubles(let v) = c.values { value = v[r]; found = true }
-                    }
-                    guard found else { continue }
-                }
-                var g = Int(groupOfLocal[local])
-                if g < 0 {
-                    var globalKeys: [Int] = []
-                    if localIds.count > 0 { globalKeys.append(localToGlobal[0][local / width1]) }
-                    if localIds.count > 1 { globalKeys.append(localToGlobal[1][local % width1]) }
-                    let packed = globalKeys.reduce(UInt64(0)) { $0 << 32 | UInt64($1) }
-                    if let existing = groupIndex[packed] {
-                        g = existing
-                    } else {
-                        g = counts.count
-                        groupIndex[packed] = g
-                        groupKeys.append((0..<globalKeys.count).map { keyNames[$0][globalKeys[$0]] })
-                        counts.append(0)
-                        sums.append(0)
-                        distinct.append([])
-                        samples.append([])
-                    }
-                    groupOfLocal[local] = Int32(g)
-                }
-                counts[g] += 1
-                switch query.aggregate {
-                case .count: break
-                case .distinctPeople:
-                    let p = persons[r]
-                    if p != noPerson {
-                        let word = Int(p >> 6)
-                        if distinct[g].count <= word { distinct[g] += [UInt64](repeating: 0, count: word + 1 - distinct[g].count) }
-                        distinct[g][word] |= 1 << UInt64(p & 63)
-                    }
-                case .average: sums[g] += value
-                case .percentiles: samples[g].append(value)
-                }
+                for (w, word) in other.distinct[o].enumerated() { distinct[g][w] |= word }
+                samples[g] += other.samples[o]
             }
         }
+    }
+
+    /// Bitmap words a block may use for distinct counts (32 MiB).
+    static let distinctBudgetWords = 4 << 20
+
+    /// `threads`: blocks scanned at once (default: one per core).
+    public static func run(_ query: AggregateQuery, on snapshot: QuerySnapshot, threads: Int? = nil) throws -> AggregateResult {
+        let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
+        precondition(query.groupBy.count <= 2, "at most two grouping keys")
+        let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
+        let partials = Collected<(Int, Result<Partial, any Error>)>()
+        let next = Mutex(0)
+        runInParallel(max(1, min(threads, blocks.count))) { _ in
+            while true {
+                let i = next.withLock { n in
+                    defer { n += 1 }
+                    return n
+                }
+                guard i < blocks.count else { return }
+                partials.append((i, Result { try scan(blocks[i], query, snapshot) }))
+            }
+        }
+        var total = Partial()
+        for (_, result) in partials.items.sorted(by: { $0.0 < $1.0 }) { total.merge(try result.get()) }
         var rows: [AggregateResult.Row] = []
-        for g in counts.indices {
+        for g in total.counts.indices {
             let values: [Double]
             switch query.aggregate {
-            case .count: values = [Double(counts[g])]
-            case .distinctPeople: values = [Double(distinct[g].reduce(0) { $0 + $1.nonzeroBitCount })]
-            case .average: values = [sums[g] / Double(counts[g])]
+            case .count: values = [Double(total.counts[g])]
+            case .distinctPeople: values = [Double(total.distinct[g].reduce(0) { $0 + $1.nonzeroBitCount })]
+            case .average: values = [total.sums[g] / Double(total.counts[g])]
             case .percentiles(_, let ps):
-                let sorted = samples[g].sorted()
+                var samples = total.samples[g]
                 values = ps.map { p in
-                    let position = p * Double(sorted.count - 1)
+                    let position = p * Double(samples.count - 1)
                     let low = Int(position.rounded(.down))
-                    let high = min(low + 1, sorted.count - 1)
-                    return sorted[low] + (sorted[high] - sorted[low]) * (position - Double(low))
+                    let high = min(low + 1, samples.count - 1)
+                    let a = Selection.nth(&samples, low)
+                    let b = high == low ? a : Selection.nth(&samples, high)
+                    return a + (b - a) * (position - Double(low))
                 }
             }
-            rows.append(AggregateResult.Row(keys: groupKeys[g], values: values))
+            rows.append(AggregateResult.Row(keys: total.keys[g], values: values))
         }
         rows.sort { $0.keys.lexicographicallyPrecedes($1.keys) }
-        return AggregateResult(rows: rows, rowsScanned: scanned)
+        return AggregateResult(rows: rows, rowsScanned: total.rowsScanned)
+    }
+
+    /// One block's groups.
+    static func scan(_ block: BlockFile, _ query: AggregateQuery, _ snapshot: QuerySnapshot) throws -> Partial {
+        var partial = Partial()
+        let columns = BlockColumns(block)
+        let n = columns.rows
+        partial.rowsScanned = n
+        let ts = try columns.timestamps()
+        var keep = [Bool](repeating: true, count: n)
+        if block.footer.minTimestamp < query.start || block.footer.maxTimestamp >= query.end {
+            for r in 0..<n where ts[r] < query.start || ts[r] >= query.end { keep[r] = false }
+        }
+        if let name = query.eventName {
+            let m = try columns.rows(named: name)
+            for r in 0..<n where !m[r] { keep[r] = false }
+        }
+        if let m = try rows(matchingAll: query.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
+            for r in 0..<n where !m[r] { keep[r] = false }
+        }
+        // Per key: each row's block-local key number (-1: no value) and its string.
+        var localIds: [[Int32]] = []
+        var localNames: [[String]] = []
+        for key in query.groupBy {
+            var perRow = [Int32](repeating: -1, count: n)
+            var names: [String] = []
+            switch key {
+            case .eventName, .botId, .property:
+                let column: DecodedColumn?
+                switch key {
+                case .eventName: column = try columns.builtin("event_name")
+                case .botId: column = try columns.builtin("bot_id")
+                case .property(let p): column = try columns.property(p).first { $0.descriptor.kind == .string }
+                default: column = nil
+                }
+                if let column, case .codes(let codes, let dictionary) = column.values {
+                    names = (0..<dictionary.count).map { dictionary.string($0) }
+                    let count = dictionary.count
+                    perRow.withUnsafeMutableBufferPointer { out in
+                        switch codes {
+                        case .u8(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
+                        case .u16(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
+                        case .u32(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
+                        }
+                    }
+                }
+            case .hour, .period:
+                var lastBucket = Int.min
+                var lastLocal: Int32 = -1
+                var localOfBucket: [Int: Int32] = [:]
+                for r in 0..<n where keep[r] {
+                    let bucket: Int
+                    if case .period(let unit) = key {
+                        bucket = unit.index(ofMicros: ts[r])
+                    } else {
+                        bucket = Int(ts[r] >= 0 ? ts[r] / 3_600_000_000 : (ts[r] + 1) / 3_600_000_000 - 1)
+                    }
+                    if bucket != lastBucket {
+                        lastBucket = bucket
+                        if let l = localOfBucket[bucket] {
+                            lastLocal = l
+                        } else {
+                            lastLocal = Int32(names.count)
+                            localOfBucket[bucket] = lastLocal
+                            let start: Int64
+                            if case .period(let unit) = key { start = unit.start(ofIndex: bucket) } else { start = Int64(bucket) * 3_600_000_000 }
+                            names.append(String(start))
+                        }
+                    }
+                    perRow[r] = lastLocal
+                }
+            }
+            localIds.append(perRow)
+            localNames.append(names)
+        }
+        // One numeric vector for the measured property (the row's int or double value).
+        var values: [Double] = []
+        var hasValue: [Bool] = []
+        switch query.aggregate {
+        case .average(let p), .percentiles(let p, _):
+            values = [Double](repeating: 0, count: n)
+            hasValue = [Bool](repeating: false, count: n)
+            for c in try columns.property(p) {
+                switch c.values {
+                case .ints(let v): for r in 0..<n where c.isPresent(r) { values[r] = Double(v[r]); hasValue[r] = true }
+                case .doubles(let v): for r in 0..<n where c.isPresent(r) { values[r] = v[r]; hasValue[r] = true }
+                default: break
+                }
+            }
+            for r in 0..<n where !hasValue[r] { keep[r] = false }
+        default: break
+        }
+        let persons = query.aggregate == .distinctPeople ? try columns.persons() : []
+        let width1 = localNames.count > 1 ? localNames[1].count : 1
+        let width0 = localNames.first?.count ?? 1
+        let words = (snapshot.people.count + 63) / 64
+        // Accumulate into dense per-block arrays indexed by the local key pair, then fold
+        // the used slots into the partial's groups.
+        let slots = max(1, width0 * width1)
+        if query.aggregate == .distinctPeople && slots * words > Self.distinctBudgetWords {
+            throw QueryError.memoryBudget(
+                "distinct people over \(slots) groups of one block would take \(slots * words / 131_072) MiB of bitmaps; group by fewer values")
+        }
+        var counts = [Int](repeating: 0, count: slots)
+        var sums = [Double](repeating: 0, count: slots)
+        var samples = [[Double]](repeating: [], count: query.aggregate.needsSamples ? slots : 0)
+        var bits = [UInt64](repeating: 0, count: query.aggregate == .distinctPeople ? slots * words : 0)
+        let keys0 = localIds.first ?? []
+        let keys1 = localIds.count > 1 ? localIds[1] : []
+        keep.withUnsafeBufferPointer { keep in
+            keys0.withUnsafeBufferPointer { k0 in
+                keys1.withUnsafeBufferPointer { k1 in
+                    counts.withUnsafeMutableBufferPointer { counts in
+                        for r in 0..<n where keep[r] {
+                            var local = 0
+                            if k0.count > 0 {
+                                let a = k0[r]
+                                if a < 0 { continue }
+                                local = Int(a)
+                                if k1.count > 0 {
+                                    let b = k1[r]
+                                    if b < 0 { continue }
+                                    local = local * width1 + Int(b)
+                                }
+                            }
+                            counts[local] &+= 1
+                            switch query.aggregate {
+                            case .count: break
+                            case .distinctPeople:
+                                let p = persons[r]
+                                if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
+                            case .average: sums[local] += values[r]
+                            case .percentiles: samples[local].append(values[r])
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        for local in 0..<slots where counts[local] > 0 {
+            var key: [String] = []
+            if !keys0.isEmpty { key.append(localNames[0][local / width1]) }
+            if !keys1.isEmpty { key.append(localNames[1][local % width1]) }
+            let g = partial.group(key)
+            partial.counts[g] += counts[local]
+            partial.sums[g] += sums[local]
+            if query.aggregate == .distinctPeople { partial.distinct[g] = Array(bits[(local * words)..<((local + 1) * words)]) }
+            if query.aggregate.needsSamples { partial.samples[g] += samples[local] }
+        }
+        return partial
+    }
+}
+
+/// The k-th smallest value without sorting everything (quickselect, median-of-three pivots):
+/// linear on average, where a percentile by sorting is n log n.
+enum Selection {
+    static func nth(_ values: inout [Double], _ k: Int) -> Double {
+        values.withUnsafeMutableBufferPointer { v in
+            var low = 0
+            var high = v.count - 1
+            while high > low {
+                let mid = low + (high - low) / 2
+                // Median of three to the middle, then Hoare partition around it.
+                if v[mid] < v[low] { v.swapAt(mid, low) }
+                if v[high] < v[low] { v.swapAt(high, low) }
+                if v[high] < v[mid] { v.swapAt(high, mid) }
+                let pivot = v[mid]
+                var i = low
+                var j = high
+                while i <= j {
+                    while v[i] < pivot { i += 1 }
+                    while v[j] > pivot { j -= 1 }
+                    if i <= j {
+                        v.swapAt(i, j)
+                        i += 1
+                        j -= 1
+                    }
+                }
+                if k <= j { high = j } else if k >= i { low = i } else { return v[k] }
+            }
+            return v[k]
+        }
+    }
+}
+
+/// A query the engine refuses to run, with the reason in words a caller can act on.
+public enum QueryError: Error, CustomStringConvertible, Equatable {
+    case memoryBudget(String)
+
+    public var description: String {
+        switch self {
+        case .memoryBudget(let why): "over the memory budget: \(why)"
+        }
     }
 }

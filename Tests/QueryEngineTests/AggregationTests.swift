@@ -80,3 +80,22 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
         project.log.close()
     }
 }
+
+@Suite struct PercentileTests {
+    /// Percentiles by selection equal percentiles by sorting, with duplicates and skew.
+    @Test func selectionAgreesWithSorting() async throws {
+        var rng = SeededRandom(seed: 31)
+        var project = try TestProject()
+        let events = (0..<3000).map { i in
+            Event(
+                name: "m", timestamp: epochDay + Int64(i), receivedAt: epochDay, userId: "u",
+                properties: [Property("v", i % 3 == 0 ? .int(Int64.random(in: 0..<5, using: &rng)) : .double(Double.random(in: -1e6...1e6, using: &rng)))])
+        }
+        try await project.add(events)
+        let ps = [0, 0.01, 0.5, 0.95, 0.99, 1]
+        let result = try AggregationEngine.run(AggregateQuery(groupBy: [], aggregate: .percentiles("v", ps)), on: try project.snapshot())
+        let reference = referenceAggregate(AggregateQuery(groupBy: [], aggregate: .percentiles("v", ps)), project.events)
+        #expect(result.rows.first?.values == reference.first?.values)
+        project.log.close()
+    }
+}
