@@ -71,6 +71,22 @@ public struct DecodedColumn: Sendable {
     public let presence: [UInt64]?
     public let values: Values
 
+    /// Calls `body` with every row that has a value, in order, a 64-row word at a time.
+    @inline(__always)
+    public func forEachPresentRow(_ rows: Int, _ body: (Int) -> Void) {
+        guard let presence else {
+            for r in 0..<rows { body(r) }
+            return
+        }
+        for (w, word) in presence.enumerated() {
+            var bits = word
+            while bits != 0 {
+                body(w << 6 | bits.trailingZeroBitCount)
+                bits &= bits &- 1
+            }
+        }
+    }
+
     @inline(__always)
     public func isPresent(_ row: Int) -> Bool {
         guard let presence else { return true }

@@ -231,8 +231,16 @@ public enum AggregationEngine {
             hasValue = [Bool](repeating: false, count: n)
             for c in try columns.property(p) {
                 switch c.values {
-                case .ints(let v): for r in 0..<n where c.isPresent(r) { values[r] = Double(v[r]); hasValue[r] = true }
-                case .doubles(let v): for r in 0..<n where c.isPresent(r) { values[r] = v[r]; hasValue[r] = true }
+                case .ints(let v):
+                    c.forEachPresentRow(n) { r in
+                        values[r] = Double(v[r])
+                        hasValue[r] = true
+                    }
+                case .doubles(let v):
+                    c.forEachPresentRow(n) { r in
+                        values[r] = v[r]
+                        hasValue[r] = true
+                    }
                 default: break
                 }
             }

@@ -166,7 +166,8 @@ public struct PropertyFilter: Sendable, Equatable {
         for column in try columns.property(property) {
             switch column.values {
             case .codes(let codes, let dictionary):
-                var table = [Bool](repeating: false, count: dictionary.count)
+                // One verdict per code, the null code (absent rows) included, then a lookup.
+                var table = [Bool](repeating: op.holdsWhenAbsent, count: dictionary.count + 1)
                 if (op == .contains || op == .notContains), case .string(let needle) = value {
                     // Substring search straight on the dictionary's bytes: no String per entry.
                     let pattern = Array(needle.utf8)
@@ -177,13 +178,23 @@ public struct PropertyFilter: Sendable, Equatable {
                 } else {
                     for code in 0..<dictionary.count { table[code] = holds(string: dictionary.string(code)) }
                 }
-                for r in 0..<n where column.isPresent(r) { result[r] = table[codes[r]] }
+                let absent = op.holdsWhenAbsent
+                result.withUnsafeMutableBufferPointer { out in
+                    table.withUnsafeBufferPointer { t in
+                        // Rows absent here may hold the key with another type: keep their verdict.
+                        switch codes {
+                        case .u8(let c): for r in 0..<n { let v = t[Int(c[r])]; if v != absent { out[r] = v } }
+                        case .u16(let c): for r in 0..<n { let v = t[Int(c[r])]; if v != absent { out[r] = v } }
+                        case .u32(let c): for r in 0..<n { let v = t[Int(c[r])]; if v != absent { out[r] = v } }
+                        }
+                    }
+                }
             case .ints(let v):
-                for r in 0..<n where column.isPresent(r) { result[r] = holds(number: Double(v[r])) }
+                column.forEachPresentRow(n) { r in result[r] = holds(number: Double(v[r])) }
             case .doubles(let v):
-                for r in 0..<n where column.isPresent(r) { result[r] = holds(number: v[r]) }
+                column.forEachPresentRow(n) { r in result[r] = holds(number: v[r]) }
             case .bools(let v):
-                for r in 0..<n where column.isPresent(r) { result[r] = holds(bool: v[r] != 0) }
+                column.forEachPresentRow(n) { r in result[r] = holds(bool: v[r] != 0) }
             case .presenceOnly:
                 break  // JSON null: not set
             }
