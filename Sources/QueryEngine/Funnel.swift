@@ -1,4 +1,6 @@
 public import ColumnStore
+import Foundation
+import Synchronization
 
 public struct FunnelStep: Sendable {
     public var name: String
@@ -51,38 +53,84 @@ public enum FunnelEngine {
     }
     static let unrelated: UInt8 = 255
 
+    /// One block's (person, time, step) entries, in row order.
+    static func blockEntries(of block: BlockFile, _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> [Entry] {
+        let columns = BlockColumns(block)
+        let ts = try columns.timestamps()
+        let persons = try columns.persons()
+        var stepRows: [[Bool]] = []
+        for step in query.steps {
+            var matches = try columns.rows(named: step.event)
+            if let filtered = try rows(matchingAll: step.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
+                for r in 0..<columns.rows where !filtered[r] { matches[r] = false }
+            }
+            stepRows.append(matches)
+        }
+        var entries: [Entry] = []
+        for r in 0..<columns.rows where persons[r] != noPerson && ts[r] >= query.start && ts[r] < query.end {
+            var any = false
+            for (s, matches) in stepRows.enumerated() where matches[r] {
+                entries.append(Entry(person: persons[r], step: UInt8(s), timestamp: ts[r]))
+                any = true
+            }
+            if !any && query.strict { entries.append(Entry(person: persons[r], step: unrelated, timestamp: ts[r])) }
+        }
+        return entries
+    }
+
+    /// Orders entries by (person, time, step); equal timestamps are taken in step order
+    /// (unrelated events after steps).
+    ///
+    /// A counting sort by person keeps block order within a person, and blocks come in day
+    /// order with rows by person then time, so each person's run is already (nearly) in time
+    /// order: an insertion sort finishes it in about linear time.
+    static func sortedByPersonTimeStep(_ entries: [Entry], people: Int) -> [Entry] {
+        guard !entries.isEmpty else { return entries }
+        var starts = [Int](repeating: 0, count: people + 1)
+        for e in entries { starts[Int(e.person) + 1] += 1 }
+        for p in 0..<people { starts[p + 1] += starts[p] }
+        var sorted = entries
+        var next = starts
+        for e in entries {
+            sorted[next[Int(e.person)]] = e
+            next[Int(e.person)] += 1
+        }
+        sorted.withUnsafeMutableBufferPointer { out in
+            for p in 0..<people where starts[p + 1] - starts[p] > 1 {
+                for i in (starts[p] + 1)..<starts[p + 1] {
+                    let e = out[i]
+                    var j = i - 1
+                    while j >= starts[p] && (out[j].timestamp > e.timestamp || (out[j].timestamp == e.timestamp && out[j].step > e.step)) {
+                        out[j + 1] = out[j]
+                        j -= 1
+                    }
+                    out[j + 1] = e
+                }
+            }
+        }
+        return sorted
+    }
+
     public static func run(_ query: FunnelQuery, on snapshot: QuerySnapshot) throws -> FunnelResult {
         precondition((2...FunnelQuery.maxSteps).contains(query.steps.count))
+        // Each block's entries are gathered on its own (on every core), then concatenated in
+        // block order, which the person sort below relies on to stay nearly linear.
+        let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
+        let parts = Collected<(Int, Result<[Entry], any Error>)>()
+        let next = Mutex(0)
+        runInParallel(max(1, min(ProcessInfo.processInfo.activeProcessorCount, blocks.count))) { _ in
+            while true {
+                let i = next.withLock { n in
+                    defer { n += 1 }
+                    return n
+                }
+                guard i < blocks.count else { return }
+                parts.append((i, Result { try blockEntries(of: blocks[i], query, snapshot) }))
+            }
+        }
         var entries: [Entry] = []
-        for block in snapshot.blocks {
-            let f = block.footer
-            guard f.maxTimestamp >= query.start, f.minTimestamp < query.end else { continue }
-            let columns = BlockColumns(block)
-            let ts = try columns.timestamps()
-            let persons = try columns.persons()
-            var stepRows: [[Bool]] = []
-            for step in query.steps {
-                var matches = try columns.rows(named: step.event)
-                if let filtered = try rows(matchingAll: step.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
-                    for r in 0..<columns.rows where !filtered[r] { matches[r] = false }
-                }
-                stepRows.append(matches)
-            }
-            for r in 0..<columns.rows where persons[r] != noPerson && ts[r] >= query.start && ts[r] < query.end {
-                var any = false
-                for (s, matches) in stepRows.enumerated() where matches[r] {
-                    entries.append(Entry(person: persons[r], step: UInt8(s), timestamp: ts[r]))
-                    any = true
-                }
-                if !any && query.strict { entries.append(Entry(person: persons[r], step: unrelated, timestamp: ts[r])) }
-            }
-        }
-        // Equal timestamps are taken in step order (unrelated events after steps).
-        entries.sort { a, b in
-            if a.person != b.person { return a.person < b.person }
-            if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
-            return a.step < b.step
-        }
+        for (_, part) in parts.items.sorted(by: { $0.0 < $1.0 }) { entries += try part.get() }
+        entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
         let stepCount = query.steps.count
         var users = [Int](repeating: 0, count: stepCount)
         var times = [[Int64]](repeating: [], count: stepCount)
