@@ -117,19 +117,15 @@ extension ColumnStore {
         let through = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
         let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
-        let results = Collected<Result<RoundPart, any Error>>()
-        runInParallel(workers) { worker in
-            let result = Result {
-                try self.readRoundPart(
-                    snapshot: snapshot, from: from, through: through, worker: worker, workers: workers,
-                    current: current, open: open, options: options)
-            }
-            results.append(result)
+        let results = parallelMap(workers, threads: workers) { worker in
+            try self.readRoundPart(
+                snapshot: snapshot, from: from, through: through, worker: worker, workers: workers,
+                current: current, open: open, options: options)
         }
         var builders: [BlockBuilder] = []
         var replaced: [BlockEntry] = []
         var readNanos: UInt64 = 0
-        for result in results.items {
+        for result in results {
             let part = try result.get()
             builders += part.builders
             replaced += part.replaced
@@ -213,33 +209,14 @@ extension ColumnStore {
         _ builders: inout [BlockBuilder], codecs: [Codec], options: CompactionOptions
     ) throws -> [(OutputBuffer, BlockFooter)] {
         let count = builders.count
-        let results = UnsafeMutablePointer<Result<(OutputBuffer, BlockFooter), any Error>?>.allocate(capacity: count)
-        results.initialize(repeating: nil, count: count)
-        defer {
-            results.deinitialize(count: count)
-            results.deallocate()
-        }
         let dictionaries = self.dictionaries
-        try builders.withUnsafeMutableBufferPointer { buffer in
-            let shared = SharedForParallelWork(builders: buffer.baseAddress!, results: results)
-            let next = Mutex(0)
-            runInParallel(max(1, min(options.threads, count))) { _ in
-                while true {
-                    let i = next.withLock { n in
-                        defer { n += 1 }
-                        return n
-                    }
-                    guard i < count else { return }
-                    let codec = codecs[i]
-                    shared.results[i] = Result {
-                        try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
-                    }
-                }
-            }
-            _ = shared
-            for i in 0..<count { _ = try results[i]!.get() }
+        return try builders.withUnsafeMutableBufferPointer { buffer in
+            let shared = SharedBuilders(builders: buffer.baseAddress!)
+            return try parallelMap(count, threads: options.threads) { i in
+                let codec = codecs[i]
+                return try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+            }.map { try $0.get() }
         }
-        return try (0..<count).map { try results[$0]!.get() }
     }
 
     /// Rewrites blocks of days past `coldAfterDays` with the cold codec, chunk by chunk.
@@ -361,11 +338,10 @@ public enum CompactionError: Error, CustomStringConvertible {
     }
 }
 
-/// Pointers handed to the workers of `finishInParallel`; each worker touches only its own
-/// index, so sharing them is safe.
-private struct SharedForParallelWork: @unchecked Sendable {
+/// The builders handed to the workers of `finishInParallel`; each worker touches only its
+/// own index, so sharing the pointer is safe.
+private struct SharedBuilders: @unchecked Sendable {
     let builders: UnsafeMutablePointer<BlockBuilder>
-    let results: UnsafeMutablePointer<Result<(OutputBuffer, BlockFooter), any Error>?>
 }
 
 /// Runs `body(0..<count)` on threads of its own and waits for all of them. Threads rather than
@@ -386,6 +362,24 @@ package func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Vo
         thread.start()
     }
     group.wait()
+}
+
+/// `body(i)` for every `i` in `0..<count` on up to `threads` threads taking indices in turn;
+/// the results in index order.
+package func parallelMap<T>(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) throws -> T) -> [Result<T, any Error>] {
+    let results = Collected<(Int, Result<T, any Error>)>()
+    let next = Mutex(0)
+    runInParallel(max(1, min(threads, count))) { _ in
+        while true {
+            let i = next.withLock { n in
+                defer { n += 1 }
+                return n
+            }
+            guard i < count else { return }
+            results.append((i, Result { try body(i) }))
+        }
+    }
+    return results.items.sorted { $0.0 < $1.0 }.map(\.1)
 }
 
 /// Results handed back from worker threads. Each worker builds its own value and hands it over

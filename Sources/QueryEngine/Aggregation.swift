@@ -1,6 +1,5 @@
 public import ColumnStore
 import Foundation
-import Synchronization
 
 /// What rows are grouped by.
 public enum GroupKey: Sendable, Equatable {
@@ -111,20 +110,8 @@ public enum AggregationEngine {
         let threads = threads ?? ProcessInfo.processInfo.activeProcessorCount
         precondition(query.groupBy.count <= 2, "at most two grouping keys")
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
-        let partials = Collected<(Int, Result<Partial, any Error>)>()
-        let next = Mutex(0)
-        runInParallel(max(1, min(threads, blocks.count))) { _ in
-            while true {
-                let i = next.withLock { n in
-                    defer { n += 1 }
-                    return n
-                }
-                guard i < blocks.count else { return }
-                partials.append((i, Result { try scan(blocks[i], query, snapshot) }))
-            }
-        }
         var total = Partial()
-        for (_, result) in partials.items.sorted(by: { $0.0 < $1.0 }) { total.merge(try result.get()) }
+        for result in parallelMap(blocks.count, threads: threads, { try scan(blocks[$0], query, snapshot) }) { total.merge(try result.get()) }
         var rows: [AggregateResult.Row] = []
         for g in total.counts.indices {
             let values: [Double]

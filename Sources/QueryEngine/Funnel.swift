@@ -1,6 +1,5 @@
 public import ColumnStore
 import Foundation
-import Synchronization
 
 public struct FunnelStep: Sendable {
     public var name: String
@@ -116,20 +115,9 @@ public enum FunnelEngine {
         // Each block's entries are gathered on its own (on every core), then concatenated in
         // block order, which the person sort below relies on to stay nearly linear.
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
-        let parts = Collected<(Int, Result<[Entry], any Error>)>()
-        let next = Mutex(0)
-        runInParallel(max(1, min(ProcessInfo.processInfo.activeProcessorCount, blocks.count))) { _ in
-            while true {
-                let i = next.withLock { n in
-                    defer { n += 1 }
-                    return n
-                }
-                guard i < blocks.count else { return }
-                parts.append((i, Result { try blockEntries(of: blocks[i], query, snapshot) }))
-            }
-        }
         var entries: [Entry] = []
-        for (_, part) in parts.items.sorted(by: { $0.0 < $1.0 }) { entries += try part.get() }
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        for part in parallelMap(blocks.count, threads: threads, { try blockEntries(of: blocks[$0], query, snapshot) }) { entries += try part.get() }
         entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
         let stepCount = query.steps.count
         var users = [Int](repeating: 0, count: stepCount)
