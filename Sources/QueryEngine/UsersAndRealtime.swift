@@ -33,8 +33,9 @@ public enum UserEngine {
             let f = block.footer
             let inRange = f.maxTimestamp >= start && f.minTimestamp < end
             let inLast30 = f.maxTimestamp >= reference - 30 * dayMicros && f.minTimestamp <= reference
-            guard inRange || inLast30, let users = try block.builtin("user_id"), case .ints(let ids) = users.values else { continue }
+            guard inRange || inLast30 else { continue }
             let columns = BlockColumns(block)
+            guard let users = try columns.builtin("user_id"), case .ints(let ids) = users.values else { continue }
             // Rows are ordered by person, so the user's rows are one run: find it by binary
             // search on the person order (user id, else anonymous id, people without either last).
             let rows = try userRows(person: Int64(person), ids: ids, users: users, columns: columns)
