@@ -127,11 +127,6 @@ public struct BlockBuilder {
             guard let key = r.readLengthPrefixed(), let tagByte = r.readByte(), let tag = EventRecord.Tag(rawValue: tagByte)
             else { throw fail("truncated property") }
             let keyId = Int(propertyKeys.intern(key))
-            if keyId >= keyLastRow.count {
-                keyLastRow.append(-1)
-                keyLastEntry.append(-1)
-                slotOfKeyKind.append(contentsOf: repeatElement(-1, count: 8))
-            }
             let kind: ColumnKind
             switch tag {
             case .null: kind = .null
@@ -141,12 +136,7 @@ public struct BlockBuilder {
             case .string: kind = .string
             case .json: kind = .json
             }
-            var slot = Int(slotOfKeyKind[keyId * 8 + Int(kind.rawValue)])
-            if slot < 0 {
-                slot = properties.count
-                properties.append(PropertyColumnBuilder(keyId: keyId, kind: kind))
-                slotOfKeyKind[keyId * 8 + Int(kind.rawValue)] = Int32(slot)
-            }
+            let slot = slot(key: keyId, kind: kind)
             let valueIndex: UInt32
             switch tag {
             case .null: valueIndex = properties[slot].appendNull()
@@ -213,6 +203,22 @@ public struct BlockBuilder {
         globalIdsResolved = true
     }
 
+    /// The column builder of (property key, kind), created on first use.
+    @inline(__always)
+    mutating func slot(key keyId: Int, kind: ColumnKind) -> Int {
+        if keyId >= keyLastRow.count {
+            keyLastRow.append(-1)
+            keyLastEntry.append(-1)
+            slotOfKeyKind.append(contentsOf: repeatElement(-1, count: 8))
+        }
+        let index = keyId * 8 + Int(kind.rawValue)
+        if slotOfKeyKind[index] < 0 {
+            slotOfKeyKind[index] = Int32(properties.count)
+            properties.append(PropertyColumnBuilder(keyId: keyId, kind: kind))
+        }
+        return Int(slotOfKeyKind[index])
+    }
+
     /// Adds every row of an existing block of the same day, column by column: the merge of
     /// small blocks never turns rows back into events or strings back into ids.
     public mutating func append(block: BlockFile) throws {
@@ -250,18 +256,7 @@ public struct BlockBuilder {
         var sources: [Source] = []
         for d in block.footer.columns where d.isProperty {
             let column = try block.decode(d)
-            let keyId = Int(d.name.utf8.withContiguousStorageIfAvailable { propertyKeys.intern(UnsafeRawBufferPointer($0)) } ?? propertyKeys.intern(d.name))
-            if keyId >= keyLastRow.count {
-                keyLastRow.append(-1)
-                keyLastEntry.append(-1)
-                slotOfKeyKind.append(contentsOf: repeatElement(-1, count: 8))
-            }
-            var slot = Int(slotOfKeyKind[keyId * 8 + Int(d.kind.rawValue)])
-            if slot < 0 {
-                slot = properties.count
-                properties.append(PropertyColumnBuilder(keyId: keyId, kind: d.kind))
-                slotOfKeyKind[keyId * 8 + Int(d.kind.rawValue)] = Int32(slot)
-            }
+            let slot = slot(key: Int(propertyKeys.intern(d.name)), kind: d.kind)
             var codeMap: [UInt32] = []
             if case .codes(_, let dictionary) = column.values {
                 let target = properties[slot]
