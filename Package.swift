@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "EventLog", targets: ["EventLog"]),
         .library(name: "ColumnStore", targets: ["ColumnStore"]),
         .library(name: "QueryEngine", targets: ["QueryEngine"]),
+        .library(name: "SQL", targets: ["SQL"]),
         .library(name: "AnalyticsServer", targets: ["AnalyticsServer"]),
     ],
     dependencies: [
@@ -57,9 +58,14 @@ let package = Package(
             swiftSettings: swiftSettings
         ),
         .target(
+            name: "SQL",
+            dependencies: ["EventLog", "ColumnStore", "QueryEngine"],
+            swiftSettings: swiftSettings
+        ),
+        .target(
             name: "AnalyticsServer",
             dependencies: [
-                "EventLog", "ColumnStore", "QueryEngine",
+                "EventLog", "ColumnStore", "QueryEngine", "SQL",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -72,7 +78,7 @@ let package = Package(
         .executableTarget(
             name: "tally",
             dependencies: [
-                "EventLog", "ColumnStore", "QueryEngine", "AnalyticsServer",
+                "EventLog", "ColumnStore", "QueryEngine", "SQL", "AnalyticsServer",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -99,6 +105,15 @@ let package = Package(
         .testTarget(
             name: "QueryEngineTests",
             dependencies: ["QueryEngine", "ColumnStore", "EventLog", "TallyTestSupport", .product(name: "Logging", package: "swift-log")],
+            swiftSettings: swiftSettings
+        ),
+        .testTarget(
+            name: "SQLTests",
+            dependencies: [
+                "SQL", "QueryEngine", "ColumnStore", "EventLog", "TallyTestSupport",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: swiftSettings
         ),
         .testTarget(

@@ -16,6 +16,8 @@ public enum Aggregate: Sendable, Equatable {
     case count
     /// Distinct people (user id, else anonymous id).
     case distinctPeople
+    /// Distinct `user_id`s (rows without one do not count).
+    case distinctUsers
     /// Mean of a numeric property over the rows that carry it.
     case average(String)
     /// Exact percentiles (0...1) of a numeric property, interpolated like `quantile_cont`.
@@ -37,6 +39,8 @@ public struct AggregateQuery: Sendable {
     /// At most two keys.
     public var groupBy: [GroupKey]
     public var aggregate: Aggregate
+    /// When set, the scan stops with `QueryError.timeout` once it has passed.
+    public var deadline: ContinuousClock.Instant?
 
     public init(start: Int64 = .min, end: Int64 = .max, eventName: String? = nil, groupBy: [GroupKey], aggregate: Aggregate) {
         self.start = start
@@ -117,7 +121,7 @@ public enum AggregationEngine {
             let values: [Double]
             switch query.aggregate {
             case .count: values = [Double(total.counts[g])]
-            case .distinctPeople: values = [Double(total.distinct[g].reduce(0) { $0 + $1.nonzeroBitCount })]
+            case .distinctPeople, .distinctUsers: values = [Double(total.distinct[g].reduce(0) { $0 + $1.nonzeroBitCount })]
             case .average: values = [total.sums[g] / Double(total.counts[g])]
             case .percentiles(_, let ps):
                 var samples = total.samples[g]
@@ -139,6 +143,7 @@ public enum AggregationEngine {
     /// One block's groups.
     static func scan(_ block: BlockFile, _ query: AggregateQuery, _ snapshot: QuerySnapshot) throws -> Partial {
         var partial = Partial()
+        if let deadline = query.deadline, ContinuousClock.now >= deadline { throw QueryError.timeout }
         let columns = BlockColumns(block)
         let n = columns.rows
         partial.rowsScanned = n
@@ -234,21 +239,31 @@ public enum AggregationEngine {
             for r in 0..<n where !hasValue[r] { keep[r] = false }
         default: break
         }
-        let persons = query.aggregate == .distinctPeople ? try columns.persons() : []
+        // Project ids counted by the distinct aggregates (`noPerson`: none).
+        var persons: [UInt32] = []
+        if query.aggregate == .distinctPeople {
+            persons = try columns.persons()
+        } else if query.aggregate == .distinctUsers {
+            persons = [UInt32](repeating: noPerson, count: n)
+            if let users = try columns.builtin("user_id"), case .ints(let ids) = users.values {
+                users.forEachPresentRow(n) { r in persons[r] = UInt32(truncatingIfNeeded: ids[r]) }
+            }
+        }
+        let countsDistinct = query.aggregate == .distinctPeople || query.aggregate == .distinctUsers
         let width1 = localNames.count > 1 ? localNames[1].count : 1
         let width0 = localNames.first?.count ?? 1
         let words = (snapshot.people.count + 63) / 64
         // Accumulate into dense per-block arrays indexed by the local key pair, then fold
         // the used slots into the partial's groups.
         let slots = max(1, width0 * width1)
-        if query.aggregate == .distinctPeople && slots * words > Self.distinctBudgetWords {
+        if countsDistinct && slots * words > Self.distinctBudgetWords {
             throw QueryError.memoryBudget(
                 "distinct people over \(slots) groups of one block would take \(slots * words / 131_072) MiB of bitmaps; group by fewer values")
         }
         var counts = [Int](repeating: 0, count: slots)
         var sums = [Double](repeating: 0, count: slots)
         var samples = [[Double]](repeating: [], count: query.aggregate.needsSamples ? slots : 0)
-        var bits = [UInt64](repeating: 0, count: query.aggregate == .distinctPeople ? slots * words : 0)
+        var bits = [UInt64](repeating: 0, count: countsDistinct ? slots * words : 0)
         let keys0 = localIds.first ?? []
         let keys1 = localIds.count > 1 ? localIds[1] : []
         keep.withUnsafeBufferPointer { keep in
@@ -270,7 +285,7 @@ public enum AggregationEngine {
                             counts[local] &+= 1
                             switch query.aggregate {
                             case .count: break
-                            case .distinctPeople:
+                            case .distinctPeople, .distinctUsers:
                                 let p = persons[r]
                                 if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
                             case .average: sums[local] += values[r]
@@ -288,7 +303,7 @@ public enum AggregationEngine {
             let g = partial.group(key)
             partial.counts[g] += counts[local]
             partial.sums[g] += sums[local]
-            if query.aggregate == .distinctPeople { partial.distinct[g] = Array(bits[(local * words)..<((local + 1) * words)]) }
+            if countsDistinct { partial.distinct[g] = Array(bits[(local * words)..<((local + 1) * words)]) }
             if query.aggregate.needsSamples { partial.samples[g] += samples[local] }
         }
         return partial
@@ -330,10 +345,13 @@ enum Selection {
 /// A query the engine refuses to run, with the reason in words a caller can act on.
 public enum QueryError: Error, CustomStringConvertible, Equatable {
     case memoryBudget(String)
+    /// The query's deadline passed; it stopped at the next block.
+    case timeout
 
     public var description: String {
         switch self {
         case .memoryBudget(let why): "over the memory budget: \(why)"
+        case .timeout: "the query ran past its deadline and was cancelled"
         }
     }
 }

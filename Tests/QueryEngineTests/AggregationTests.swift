@@ -34,6 +34,7 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
         switch q.aggregate {
         case .count: rows.append(.init(keys: keys, values: [Double(members.count)]))
         case .distinctPeople: rows.append(.init(keys: keys, values: [Double(Set(members.compactMap(Reference.person)).count)]))
+        case .distinctUsers: rows.append(.init(keys: keys, values: [Double(Set(members.compactMap(\.userId)).count)]))
         case .average(let p):
             let values = members.compactMap { number($0, p) }
             if !values.isEmpty { rows.append(.init(keys: keys, values: [values.reduce(0, +) / Double(values.count)])) }
@@ -61,7 +62,7 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
         try await project.add(randomFunnelEvents(&rng, count: 200, days: 20))
         let snapshot = try project.snapshot()
         let keys: [GroupKey] = [.eventName, .botId, .property("plan"), .hour, .period(.day), .period(.week), .period(.month)]
-        let aggregates: [Aggregate] = [.count, .distinctPeople, .average("n"), .percentiles("n", [0.5, 0.95, 0.99])]
+        let aggregates: [Aggregate] = [.count, .distinctPeople, .distinctUsers, .average("n"), .percentiles("n", [0.5, 0.95, 0.99])]
         for _ in 0..<60 {
             let start = epochDay + Int64.random(in: 0..<5, using: &rng) * day
             var q = AggregateQuery(

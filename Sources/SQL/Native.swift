@@ -1,0 +1,127 @@
+import QueryEngine
+
+/// An aggregation over `events` that `AggregationEngine` answers directly on dictionary codes
+/// and bitmaps, with no per-row values at all: one count or distinct-user count, grouped by
+/// at most two of event name, bot id, UTC date or a time bucket, filtered only by time bounds
+/// and one event name. The planner lowers a query here when its shape fits exactly; any
+/// other query takes the general path with identical results.
+struct NativeAggregate {
+    enum Key {
+        case eventName
+        case date
+        case bucket(DateUnit)
+    }
+    var query: AggregateQuery
+    var keys: [Key]
+
+    func run(_ context: ExecutionContext) throws -> [[SQLValue]] {
+        var query = query
+        query.deadline = context.deadline
+        let result: AggregateResult
+        do {
+            result = try AggregationEngine.run(query, on: context.snapshot, threads: context.threads)
+        } catch QueryError.timeout {
+            try context.checkDeadline()
+            throw SQLError(.timeout, "the query ran past its timeout and was cancelled")
+        } catch let error as QueryError {
+            throw SQLError(.memoryBudget, error.description)
+        }
+        context.scanned(result.rowsScanned)
+        var rows: [[SQLValue]] = []
+        rows.reserveCapacity(result.rows.count)
+        for r in result.rows {
+            var row: [SQLValue] = []
+            for (k, key) in keys.enumerated() {
+                switch key {
+                case .eventName: row.append(.string(r.keys[k]))
+                case .date: row.append(.date(Int32(SQLValue.floorDiv(Int64(r.keys[k])!, SQLValue.microsPerDay))))
+                case .bucket: row.append(.timestamp(Int64(r.keys[k])!))
+                }
+            }
+            row.append(.int(Int64(r.values[0])))
+            rows.append(row)
+        }
+        if keys.isEmpty && rows.isEmpty { rows.append([.int(0)]) }
+        return rows
+    }
+
+    /// The native form of `aggregate(scan or filter(scan))`, if there is one.
+    static func lower(_ input: Plan, groups: [BoundExpression], aggregates: [AggregateCall]) -> NativeAggregate? {
+        var scan: TableScan
+        var filter: BoundExpression?
+        switch input {
+        case .scan(let s): scan = s
+        case .filter(.scan(let s), let f):
+            scan = s
+            filter = f
+        default: return nil
+        }
+        guard scan.table == .events, groups.count <= 2, aggregates.count == 1 else { return nil }
+        let column = { (name: String) in Catalog.eventColumns.firstIndex { $0.name == name }! }
+        let aggregate: Aggregate
+        switch (aggregates[0].function, aggregates[0].distinct, aggregates[0].argument) {
+        case (.countRows, _, _): aggregate = .count
+        case (.count, false, .column(let c)?) where [1, 6, 7].contains(c): aggregate = .count  // never NULL
+        case (.count, true, .column(let c)?) where c == column("user_id"): aggregate = .distinctUsers
+        default: return nil
+        }
+        var keys: [Key] = []
+        var groupBy: [GroupKey] = []
+        for g in groups {
+            switch g {
+            case .column(let c) where c == column("event_name"):
+                keys.append(.eventName)
+                groupBy.append(.eventName)
+            case .column(let c) where c == column("date"):
+                keys.append(.date)
+                groupBy.append(.period(.day))
+            case .function(.dateTrunc, let args):
+                guard case .literal(.string(let u)) = args[0], case .column(let c) = args[1], c == column("timestamp") else { return nil }
+                switch DateUnit(rawValue: u) {
+                case .hour?: groupBy.append(.hour)
+                case .day?: groupBy.append(.period(.day))
+                case .week?: groupBy.append(.period(.week))
+                case .month?: groupBy.append(.period(.month))
+                default: return nil
+                }
+                keys.append(.bucket(DateUnit(rawValue: u)!))
+            default:
+                return nil
+            }
+        }
+        // Every WHERE conjunct must be one the scan's push-down already applies exactly.
+        var eventName: String?
+        if let filter {
+            var conjuncts: [BoundExpression] = []
+            func split(_ e: BoundExpression) {
+                if case .binary(.and, let l, let r) = e {
+                    split(l)
+                    split(r)
+                } else {
+                    conjuncts.append(e)
+                }
+            }
+            split(filter)
+            for c in conjuncts {
+                switch c {
+                case .binary(let op, .column(let i), .literal(let v)) where op.isComparison && op != .notEqual,
+                    .binary(let op, .literal(let v), .column(let i)) where op.isComparison && op != .notEqual:
+                    if i == column("event_name"), op == .equal, case .string(let s) = v, eventName == nil || eventName == s {
+                        eventName = s
+                    } else if i == column("timestamp"), case .timestamp = v {
+                        continue
+                    } else if i == column("date"), case .date = v {
+                        continue
+                    } else {
+                        return nil
+                    }
+                default:
+                    return nil
+                }
+            }
+        }
+        var query = AggregateQuery(start: scan.start, end: scan.end, eventName: eventName, groupBy: groupBy, aggregate: aggregate)
+        query.filters = []
+        return NativeAggregate(query: query, keys: keys)
+    }
+}
