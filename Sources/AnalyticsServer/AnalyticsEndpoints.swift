@@ -34,6 +34,10 @@ extension TallyServer {
             result = try await Self.offPool { try run(query, snapshot) }
         } catch let error as APIError {
             throw error.with(headers: headers)
+        } catch let error as QueryError {
+            // Well-formed, but past a limit of the engine: unprocessable, never a 500.
+            let code = error == .timeout ? "timeout" : "memory_budget_exceeded"
+            throw APIError(.unprocessableContent, code, error.description, headers: headers)
         }
         let out = OutputBuffer(capacity: 2048)
         let w = JSONWriter(out)

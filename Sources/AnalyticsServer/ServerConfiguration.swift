@@ -15,6 +15,8 @@ public struct ServerConfiguration: Sendable {
     public var maintenanceIntervalSeconds = 2
     /// When logs are compacted into blocks in the background.
     public var compaction = CompactionSettings()
+    /// Limits of POST /query.
+    public var sql = SQLSettings()
 
     public init() {}
 }

@@ -46,6 +46,7 @@ public final class TallyServer: Sendable {
         api.post("events") { request, context in try await self.ingest(request, context: context, batch: false) }
         api.post("events/batch") { request, context in try await self.ingest(request, context: context, batch: true) }
         api.post("funnels") { request, context in try await self.funnels(request, context: context) }
+        api.post("query") { request, context in try await self.query(request, context: context) }
         api.post("cohorts") { request, context in try await self.cohorts(request, context: context) }
         api.get("conversations/analytics") { request, context in try await self.conversations(request, context: context) }
         api.get("users/:user_id/analytics") { request, context in try await self.userAnalytics(request, context: context) }

@@ -1,4 +1,4 @@
-import EventLog
+public import EventLog
 
 /// The types of the dialect.
 public enum SQLType: String, Sendable, CustomStringConvertible {
@@ -233,5 +233,21 @@ extension SQLValue: Hashable {
     static func compareBytes(_ x: String, _ y: String) -> Int {
         if x.utf8.elementsEqual(y.utf8) { return 0 }
         return x.utf8.lexicographicallyPrecedes(y.utf8) ? -1 : 1
+    }
+}
+
+extension SQLValue {
+    /// The value in a JSON result: numbers and booleans as such (non-finite doubles as null),
+    /// timestamps as RFC 3339 strings, dates as `YYYY-MM-DD`, intervals as text.
+    public func write(to w: JSONWriter) {
+        switch self {
+        case .null: w.null()
+        case .int(let n): w.int(n)
+        case .double(let d): if d.isFinite { w.double(d) } else { w.null() }
+        case .bool(let b): w.raw(b ? "true" : "false")
+        case .string(let s): w.string(s)
+        case .timestamp(let t): w.timestamp(t)
+        case .date, .interval: w.string(description)
+        }
     }
 }

@@ -11,7 +11,7 @@ struct Tally: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tally",
         abstract: "A self-hosted analytics server for chat bots and products.",
-        subcommands: [Serve.self, Keys.self, Import.self, Compact.self, Dump.self, Bench.self, Log.self, Blocks.self, BaselineServe.self],
+        subcommands: [Serve.self, Keys.self, Import.self, Compact.self, Dump.self, Query.self, Bench.self, Log.self, Blocks.self, BaselineServe.self],
         defaultSubcommand: Serve.self)
 }
 
