@@ -13,7 +13,7 @@ CRASH_TEST_KILLS ?= 3
 BENCH_EVENTS ?= 10000000
 BENCH_DIR ?= /tmp/tally-bench
 
-.PHONY: deps build release run test unit-test crash-test crash-test-long roundtrip-test bench-blocks clean
+.PHONY: deps build release run test unit-test crash-test crash-test-long roundtrip-test fuzz-test fuzz-test-long sql-diff-long bench-blocks clean
 
 deps:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -46,6 +46,20 @@ crash-test-long: release
 roundtrip-test: release
 	python3 tools/blocks-roundtrip --binary .build/release/tally --data data/sample-events.ndjson.zst
 
+# libFuzzer over the SQL lexer, parser and binder: a short run in `make test`, a long one by hand.
+FUZZ_SECONDS ?= 30
+fuzz-test: deps
+	tools/fuzz-sql/run $(FUZZ_SECONDS)
+
+fuzz-test-long: deps
+	tools/fuzz-sql/run 1800
+
+# The SQL differential suite against SQLite, long mode (CI runs the short mode in unit-test).
+SQL_DIFF_QUERIES ?= 200000
+sql-diff-long: deps
+	$(SWIFT) build --build-tests
+	TALLY_SQL_DIFF_QUERIES=$(SQL_DIFF_QUERIES) $(SWIFT) test --skip-build --filter DifferentialTests
+
 # Storage and compaction figures of the README: generated events, imported, compacted with LZ4
 # and (on a copy) with Zstd, then `tally blocks stats`. Needs about 4 GB in $(BENCH_DIR).
 bench-blocks: release
@@ -58,7 +72,7 @@ bench-blocks: release
 	.build/release/tally compact --quiet --data-dir $(BENCH_DIR)/zstd --codec zstd
 	.build/release/tally blocks stats --data-dir $(BENCH_DIR)/zstd --columns-only | tail -1
 
-test: unit-test crash-test roundtrip-test
+test: unit-test crash-test roundtrip-test fuzz-test
 
 clean:
 	rm -rf .build

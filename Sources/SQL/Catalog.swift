@@ -4,10 +4,11 @@ import QueryEngine
 /// The tables a query can name, all of them views of the caller's own project snapshot.
 /// Nothing else is reachable: there is no schema, file or system table to name.
 struct Catalog {
-    let snapshot: QuerySnapshot
+    /// nil: no data (checking a query without running it); every property key is unseen.
+    let snapshot: QuerySnapshot?
     private var kindCache: [String: Set<ColumnKind>] = [:]
 
-    init(snapshot: QuerySnapshot) {
+    init(snapshot: QuerySnapshot?) {
         self.snapshot = snapshot
     }
 
@@ -39,7 +40,7 @@ struct Catalog {
     mutating func kinds(of key: String) -> Set<ColumnKind> {
         if let cached = kindCache[key] { return cached }
         var kinds: Set<ColumnKind> = []
-        for block in snapshot.blocks {
+        for block in snapshot?.blocks ?? [] {
             for d in block.footer.columns where d.isProperty && d.name == key && d.kind != .null { kinds.insert(d.kind) }
         }
         kindCache[key] = kinds

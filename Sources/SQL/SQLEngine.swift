@@ -84,11 +84,13 @@ public enum SQLEngine {
         return (Prepared(root: lowerNative(plan), subqueries: binder.subqueries), columns)
     }
 
-    /// Checks a query without running it: parse and bind against an empty catalog. For the
-    /// fuzzer and for tools that validate saved queries.
+    /// Checks a query without running it: parse, bind and plan against tables with no data.
+    /// Missing parameters are taken as NULL. For the fuzzer and for tools that validate saved
+    /// queries.
     public static func check(_ sql: String, parameters: [SQLValue] = []) throws {
-        let (statement, _) = try Parser.parse(sql)
-        _ = statement
+        let (_, placeholders) = try Parser.parse(sql)
+        let bound = parameters + Array(repeating: SQLValue.null, count: max(0, placeholders - parameters.count))
+        _ = try prepare(sql, parameters: bound, catalog: Catalog(snapshot: nil), now: 0)
     }
 
     /// Replaces aggregations the engine can answer natively.

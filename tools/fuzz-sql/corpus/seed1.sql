@@ -1,0 +1,1 @@
+SELECT COUNT(*) as total, AVG(duration) as avg_duration FROM conversations WHERE bot_id = ? AND date >= ?

@@ -1,0 +1,1 @@
+SELECT * FROM (SELECT event_name AS n FROM events) s WHERE n NOT IN (SELECT topic FROM conversations)

@@ -1,0 +1,1 @@
+SELECT event_name, count(*) FROM events GROUP BY 1 ORDER BY 2 DESC LIMIT 10

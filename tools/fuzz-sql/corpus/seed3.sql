@@ -1,0 +1,1 @@
+SELECT date, count(DISTINCT user_id) FROM events WHERE timestamp >= ? GROUP BY date

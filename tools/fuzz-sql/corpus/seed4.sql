@@ -1,0 +1,1 @@
+WITH c AS (SELECT user_id, count(*) n FROM events GROUP BY user_id) SELECT * FROM c WHERE n > 3

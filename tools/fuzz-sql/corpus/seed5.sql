@@ -1,0 +1,1 @@
+SELECT u.user_id, properties.plan FROM users u LEFT JOIN events e ON e.user_id = u.user_id WHERE e.event_name IN ('a', 'b')

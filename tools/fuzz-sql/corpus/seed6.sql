@@ -1,0 +1,1 @@
+SELECT CASE WHEN properties['score'] BETWEEN 1 AND 5 THEN 'low' ELSE 'high' END, CAST(x AS integer) FROM events

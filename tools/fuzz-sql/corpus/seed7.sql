@@ -1,0 +1,1 @@
+SELECT date_trunc('week', timestamp), percentile_cont(properties.response_time_ms, 0.95) FROM events WHERE event_name LIKE 'mess%' GROUP BY 1 HAVING count(*) > 1

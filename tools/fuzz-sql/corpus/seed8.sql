@@ -1,0 +1,1 @@
+SELECT DISTINCT lower(bot_id) FROM events WHERE timestamp > now() - INTERVAL '7 days' AND user_id IS NOT NULL ORDER BY 1 NULLS FIRST OFFSET 2

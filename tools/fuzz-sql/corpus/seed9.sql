@@ -1,0 +1,1 @@
+SELECT coalesce(nullif(a, ''), 'x') || 'y', round(abs(-1.5), 1), date_diff('day', DATE '2024-01-01', today()) FROM events
