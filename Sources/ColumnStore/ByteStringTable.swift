@@ -133,9 +133,22 @@ public struct ByteStringTable: Sendable {
         blob[Int(offsets[id])..<Int(offsets[id + 1])]
     }
 
+    /// Makes room for `count` strings in all (and `bytes` more blob bytes) with at most one
+    /// rehash, so that loading a known number of strings does not rehash log₂(n) times.
+    public mutating func reserve(count total: Int, bytes: Int) {
+        offsets.reserveCapacity(total + 1)
+        blob.reserveCapacity(blob.count + bytes)
+        var size = mask + 1
+        while size < total * 2 { size <<= 1 }
+        if size > mask + 1 { rehash(size) }
+    }
+
     @inline(never)
     private mutating func grow() {
-        let size = (mask + 1) * 2
+        rehash((mask + 1) * 2)
+    }
+
+    private mutating func rehash(_ size: Int) {
         var newSlots = [UInt64](repeating: .max, count: size)
         let newMask = size - 1
         blob.withUnsafeBytes { raw in

@@ -73,6 +73,22 @@ public struct GlobalDictionary {
         var table = ByteStringTable(capacity: 1024)
         var offset = headerSize
         bytes.withUnsafeBytes { raw in
+            // Size the table once for every frame's strings (a dictionary holds millions),
+            // rather than rehashing at each doubling; frames are checked properly below.
+            var total = 0
+            var blobBytes = 0
+            var scan = headerSize
+            while scan + frameHeaderSize <= raw.count {
+                var r = ByteReader(raw, offset: scan)
+                guard r.read(UInt32.self) == frameMagic, r.read(UInt32.self) != nil, let count = r.read(UInt32.self),
+                    let storedLength = r.read(UInt32.self), let rawLength = r.read(UInt32.self), count <= 1 << 28,
+                    scan + frameHeaderSize + Int(storedLength) <= raw.count
+                else { break }
+                total += Int(count)
+                blobBytes += max(0, Int(rawLength) - Int(count) * 4)
+                scan += frameHeaderSize + Int(storedLength)
+            }
+            table.reserve(count: total, bytes: blobBytes)
             while offset + frameHeaderSize <= raw.count {
                 var r = ByteReader(raw, offset: offset)
                 guard r.read(UInt32.self) == frameMagic, let first = r.read(UInt32.self), let count = r.read(UInt32.self),

@@ -400,6 +400,8 @@ final class Binder {
         split(filter)
         let timeColumns: Set<String> = scan.table == .events ? ["timestamp", "date"] : scan.table == .conversations ? ["started_at", "date"] : []
         for c in conjuncts {
+            let read = c.columnsRead
+            if read.count == 1 { scan.singleSlotConjuncts.append((read.first!, c)) }
             switch c {
             case .binary(let op, .column(let i), .literal(let v)) where op.isComparison:
                 bound(scan, column: i, op, v, timeColumns)

@@ -32,6 +32,20 @@ indirect enum BoundExpression: CustomStringConvertible {
         }
     }
 
+    /// The input columns the expression reads.
+    var columnsRead: Set<Int> {
+        switch self {
+        case .column(let i): [i]
+        case .literal: []
+        case .unary(_, let e), .isNull(let e, _), .cast(let e, _), .inSubquery(let e, _, _): e.columnsRead
+        case .binary(_, let l, let r), .like(let l, let r, _, _): l.columnsRead.union(r.columnsRead)
+        case .function(_, let args): args.reduce(into: []) { $0.formUnion($1.columnsRead) }
+        case .inList(let e, let list, _): list.reduce(e.columnsRead) { $0.union($1.columnsRead) }
+        case .caseWhen(let o, let b, let e):
+            b.reduce((o?.columnsRead ?? []).union(e?.columnsRead ?? [])) { $0.union($1.0.columnsRead).union($1.1.columnsRead) }
+        }
+    }
+
     /// Whether the expression reads any input column.
     var readsColumns: Bool {
         switch self {
@@ -114,6 +128,9 @@ final class TableScan {
     var end = Int64.max
     /// Event names pushed down from `event_name = …` / `IN (…)`.
     var eventNames: Set<String>?
+    /// WHERE conjuncts that read a single slot: where that slot is dictionary-coded in a
+    /// block, each is evaluated once per code and applied to rows as a table lookup.
+    var singleSlotConjuncts: [(slot: Int, predicate: BoundExpression)] = []
 
     init(table: TableKind, columns: [(name: String, type: SQLType)], propertyKeys: [String]) {
         self.table = table

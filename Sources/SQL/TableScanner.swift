@@ -128,6 +128,39 @@ struct TableScanner {
 
         let sources = try scan.used.sorted().map { ($0, try source(slot: $0, columns, ts)) }
         var row = [SQLValue](repeating: .null, count: scan.width)
+        // Single-slot conjuncts on dictionary-coded slots: once per code, then by lookup.
+        for (slot, predicate) in scan.singleSlotConjuncts {
+            guard let (_, source) = sources.first(where: { $0.0 == slot }) else { continue }
+            let codes: CodeVector
+            let values: [SQLValue]
+            switch source {
+            case .codes(_, let c, let v):
+                (codes, values) = (c, v)
+            case .property(let list) where list.count == 1 && !list[0].asText:
+                guard case .codes(let c, _) = list[0].column.values else { continue }
+                (codes, values) = (c, list[0].codeValues)
+            default:
+                continue
+            }
+            var table = [Bool](repeating: true, count: values.count)
+            for code in values.indices {
+                row[slot] = values[code]
+                // A value the predicate cannot evaluate stays in; its rows report the error.
+                table[code] = (try? Evaluator.holds(predicate, row)) ?? true
+            }
+            row[slot] = .null
+            var k = keep ?? [Bool](repeating: true, count: n)
+            k.withUnsafeMutableBufferPointer { k in
+                table.withUnsafeBufferPointer { table in
+                    switch codes {
+                    case .u8(let c): c.withUnsafeBufferPointer { c in for r in 0..<n where !table[Int(c[r])] { k[r] = false } }
+                    case .u16(let c): c.withUnsafeBufferPointer { c in for r in 0..<n where !table[Int(c[r])] { k[r] = false } }
+                    case .u32(let c): c.withUnsafeBufferPointer { c in for r in 0..<n where !table[Int(c[r])] { k[r] = false } }
+                    }
+                }
+            }
+            keep = k
+        }
         for r in 0..<n {
             if r & 2047 == 0 { try context.checkDeadline() }
             if let keep, !keep[r] { continue }

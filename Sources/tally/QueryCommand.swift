@@ -36,7 +36,8 @@ struct Query: ParsableCommand {
         let log: EventLog?
         if FileIO.isDirectory(target.logDirectory) {
             do {
-                log = try EventLog.open(directory: target.logDirectory, logger: logger)
+                // A query never appends, so the idempotency index may load on the side.
+                log = try EventLog.open(directory: target.logDirectory, logger: logger, loadIdempotencyInBackground: true)
             } catch let error as EventLogError {
                 if case .locked = error {
                     throw CLIError("a server is running on \(target.data.path); query it with POST /api/v1/analytics/query, or stop it first")
