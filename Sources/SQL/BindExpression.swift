@@ -193,7 +193,9 @@ extension Binder {
             guard t == .string || t == .null, pt == .string || pt == .null else {
                 throw error(.type, "\(caseInsensitive ? "ILIKE" : "LIKE") compares strings, not \(t == .string ? pt : t)", e.location)
             }
-            return (.like(b, pattern: p, caseInsensitive: caseInsensitive, negated: negated), .boolean)
+            var compiled: LikePattern?
+            if case .literal(.string(let text)) = p { compiled = LikePattern(text, caseInsensitive: caseInsensitive) }
+            return (.like(b, pattern: p, compiled: compiled, caseInsensitive: caseInsensitive, negated: negated), .boolean)
         case .caseWhen(let operand, let branches, let otherwise):
             var boundOperand: BoundExpression?
             var operandType: SQLType = .null

@@ -398,10 +398,11 @@ final class Binder {
             }
         }
         split(filter)
+        scan.conjuncts = conjuncts
         let timeColumns: Set<String> = scan.table == .events ? ["timestamp", "date"] : scan.table == .conversations ? ["started_at", "date"] : []
-        for c in conjuncts {
+        for (index, c) in conjuncts.enumerated() {
             let read = c.columnsRead
-            if read.count == 1 { scan.singleSlotConjuncts.append((read.first!, c)) }
+            if read.count == 1 { scan.singleSlotConjuncts.append((read.first!, index)) }
             switch c {
             case .binary(let op, .column(let i), .literal(let v)) where op.isComparison:
                 bound(scan, column: i, op, v, timeColumns)

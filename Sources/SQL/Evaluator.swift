@@ -45,8 +45,10 @@ enum Evaluator {
             if v.isNull { return .null }
             if result.values.contains(v) { return .bool(!negated) }
             return result.hasNull ? .null : .bool(negated)
-        case .like(let x, let pattern, let caseInsensitive, let negated):
-            guard case .string(let s) = try evaluate(x, row), case .string(let p) = try evaluate(pattern, row) else { return .null }
+        case .like(let x, let pattern, let compiled, let caseInsensitive, let negated):
+            guard case .string(let s) = try evaluate(x, row) else { return .null }
+            if let compiled { return .bool(compiled.matches(s) != negated) }
+            guard case .string(let p) = try evaluate(pattern, row) else { return .null }
             return .bool(LikePattern(p, caseInsensitive: caseInsensitive).matches(s) != negated)
         case .caseWhen(_, let branches, let otherwise):
             for (condition, result) in branches {
@@ -346,11 +348,12 @@ enum Evaluator {
 }
 
 /// A LIKE pattern: `%` any run, `_` one character, no escape character. Matched by the
-/// two-pointer wildcard algorithm, which backtracks only to the last `%`: O(text × pattern)
-/// at worst, so no pattern can make a query hang.
-struct LikePattern {
-    enum Token: Equatable {
-        case scalar(Unicode.Scalar)
+/// two-pointer wildcard algorithm over the text's UTF-8 bytes (decoding a scalar only where a
+/// token needs one), which backtracks only to the last `%`: O(text × pattern) at worst, so no
+/// pattern can make a query hang, and no allocation per row for LIKE.
+struct LikePattern: Sendable {
+    enum Token: Equatable, Sendable {
+        case scalar(UInt32)
         case one
         case any
     }
@@ -364,33 +367,62 @@ struct LikePattern {
             switch s {
             case "%": if tokens.last != .any { tokens.append(.any) }
             case "_": tokens.append(.one)
-            default: tokens.append(.scalar(s))
+            default: tokens.append(.scalar(s.value))
             }
         }
         self.tokens = tokens
     }
 
     func matches(_ text: String) -> Bool {
-        let s = Array((caseInsensitive ? text.lowercased() : text).unicodeScalars)
+        var t = caseInsensitive ? text.lowercased() : text
+        return t.withUTF8 { match($0) }
+    }
+
+    /// The byte offset of the scalar after the one at `i`.
+    @inline(__always)
+    static func next(_ s: UnsafeBufferPointer<UInt8>, _ i: Int) -> Int {
+        let b = s[i]
+        return i + (b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4)
+    }
+
+    @inline(__always)
+    static func scalar(_ s: UnsafeBufferPointer<UInt8>, _ i: Int) -> UInt32 {
+        let b = UInt32(s[i])
+        if b < 0x80 { return b }
+        if b < 0xE0 { return (b & 0x1F) << 6 | UInt32(s[i + 1] & 0x3F) }
+        if b < 0xF0 { return (b & 0x0F) << 12 | UInt32(s[i + 1] & 0x3F) << 6 | UInt32(s[i + 2] & 0x3F) }
+        return (b & 0x07) << 18 | UInt32(s[i + 1] & 0x3F) << 12 | UInt32(s[i + 2] & 0x3F) << 6 | UInt32(s[i + 3] & 0x3F)
+    }
+
+    private func match(_ s: UnsafeBufferPointer<UInt8>) -> Bool {
         var i = 0
         var p = 0
         var starToken = -1
         var starText = 0
         while i < s.count {
-            if p < tokens.count, tokens[p] == .one || tokens[p] == .scalar(s[i]) {
-                i += 1
-                p += 1
-            } else if p < tokens.count, tokens[p] == .any {
-                starToken = p
-                starText = i
-                p += 1
-            } else if starToken >= 0 {
-                p = starToken + 1
-                starText += 1
-                i = starText
-            } else {
-                return false
+            if p < tokens.count {
+                switch tokens[p] {
+                case .one:
+                    i = Self.next(s, i)
+                    p += 1
+                    continue
+                case .any:
+                    starToken = p
+                    starText = i
+                    p += 1
+                    continue
+                case .scalar(let c):
+                    if Self.scalar(s, i) == c {
+                        i = Self.next(s, i)
+                        p += 1
+                        continue
+                    }
+                }
             }
+            guard starToken >= 0 else { return false }
+            p = starToken + 1
+            starText = Self.next(s, starText)
+            i = starText
         }
         while p < tokens.count, tokens[p] == .any { p += 1 }
         return p == tokens.count

@@ -10,7 +10,8 @@ indirect enum BoundExpression: CustomStringConvertible {
     case isNull(BoundExpression, negated: Bool)
     case inList(BoundExpression, [BoundExpression], negated: Bool)
     case inSubquery(BoundExpression, SubqueryResult, negated: Bool)
-    case like(BoundExpression, pattern: BoundExpression, caseInsensitive: Bool, negated: Bool)
+    /// `compiled` is the pattern when it is a constant, compiled once at bind time.
+    case like(BoundExpression, pattern: BoundExpression, compiled: LikePattern?, caseInsensitive: Bool, negated: Bool)
     case caseWhen(operand: BoundExpression?, branches: [(BoundExpression, BoundExpression)], otherwise: BoundExpression?)
     case cast(BoundExpression, SQLType)
 
@@ -25,7 +26,7 @@ indirect enum BoundExpression: CustomStringConvertible {
         case .isNull(let e, let n): "isnull(\(e),\(n))"
         case .inList(let e, let list, let n): "in(\(e),[\(list.map(\.description).joined(separator: ","))],\(n))"
         case .inSubquery(let e, let s, let n): "insub(\(e),\(ObjectIdentifier(s).hashValue),\(n))"
-        case .like(let e, let p, let ci, let n): "like(\(e),\(p),\(ci),\(n))"
+        case .like(let e, let p, _, let ci, let n): "like(\(e),\(p),\(ci),\(n))"
         case .caseWhen(let o, let b, let e):
             "case(\(o?.description ?? "-"),\(b.map { "\($0.0)->\($0.1)" }.joined(separator: ",")),\(e?.description ?? "-"))"
         case .cast(let e, let t): "cast(\(e),\(t))"
@@ -38,7 +39,7 @@ indirect enum BoundExpression: CustomStringConvertible {
         case .column(let i): [i]
         case .literal: []
         case .unary(_, let e), .isNull(let e, _), .cast(let e, _), .inSubquery(let e, _, _): e.columnsRead
-        case .binary(_, let l, let r), .like(let l, let r, _, _): l.columnsRead.union(r.columnsRead)
+        case .binary(_, let l, let r), .like(let l, let r, _, _, _): l.columnsRead.union(r.columnsRead)
         case .function(_, let args): args.reduce(into: []) { $0.formUnion($1.columnsRead) }
         case .inList(let e, let list, _): list.reduce(e.columnsRead) { $0.union($1.columnsRead) }
         case .caseWhen(let o, let b, let e):
@@ -52,7 +53,7 @@ indirect enum BoundExpression: CustomStringConvertible {
         case .column: true
         case .literal: false
         case .unary(_, let e), .isNull(let e, _), .cast(let e, _), .inSubquery(let e, _, _): e.readsColumns
-        case .binary(_, let l, let r), .like(let l, let r, _, _): l.readsColumns || r.readsColumns
+        case .binary(_, let l, let r), .like(let l, let r, _, _, _): l.readsColumns || r.readsColumns
         case .function(_, let args): args.contains { $0.readsColumns }
         case .inList(let e, let list, _): e.readsColumns || list.contains { $0.readsColumns }
         case .caseWhen(let o, let b, let e):
@@ -130,7 +131,10 @@ final class TableScan {
     var eventNames: Set<String>?
     /// WHERE conjuncts that read a single slot: where that slot is dictionary-coded in a
     /// block, each is evaluated once per code and applied to rows as a table lookup.
-    var singleSlotConjuncts: [(slot: Int, predicate: BoundExpression)] = []
+    var singleSlotConjuncts: [(slot: Int, conjunct: Int)] = []
+    /// The WHERE filter pushed to this scan, split at its top-level ANDs; a block rebuilds
+    /// its row filter from the ones it did not already apply by code.
+    var conjuncts: [BoundExpression] = []
 
     init(table: TableKind, columns: [(name: String, type: SQLType)], propertyKeys: [String]) {
         self.table = table

@@ -129,8 +129,18 @@ struct TableScanner {
         let sources = try scan.used.sorted().map { ($0, try source(slot: $0, columns, ts)) }
         var row = [SQLValue](repeating: .null, count: scan.width)
         // Single-slot conjuncts on dictionary-coded slots: once per code, then by lookup.
-        for (slot, predicate) in scan.singleSlotConjuncts {
+        var appliedByCode = Set<Int>()
+        for (slot, conjunct) in scan.singleSlotConjuncts {
+            let predicate = scan.conjuncts[conjunct]
             guard let (_, source) = sources.first(where: { $0.0 == slot }) else { continue }
+            if case .isNull(.column(slot), let negated) = predicate, let present = presence(of: source, rows: n) {
+                // `x IS [NOT] NULL` straight from the presence bitmap.
+                var k = keep ?? [Bool](repeating: true, count: n)
+                for r in 0..<n where present[r] == negated ? false : true { k[r] = false }
+                keep = k
+                appliedByCode.insert(conjunct)
+                continue
+            }
             let codes: CodeVector
             let values: [SQLValue]
             switch source {
@@ -143,10 +153,16 @@ struct TableScanner {
                 continue
             }
             var table = [Bool](repeating: true, count: values.count)
+            var applied = true
             for code in values.indices {
                 row[slot] = values[code]
-                // A value the predicate cannot evaluate stays in; its rows report the error.
-                table[code] = (try? Evaluator.holds(predicate, row)) ?? true
+                do {
+                    table[code] = try Evaluator.holds(predicate, row)
+                } catch {
+                    // A value the predicate cannot evaluate stays in; its row reports the error.
+                    table[code] = true
+                    applied = false
+                }
             }
             row[slot] = .null
             var k = keep ?? [Bool](repeating: true, count: n)
@@ -160,15 +176,53 @@ struct TableScanner {
                 }
             }
             keep = k
+            if applied { appliedByCode.insert(conjunct) }
         }
+        // What is left to evaluate per row: the conjuncts no code table decided.
+        var rowFilter = filter
+        if filter != nil, !appliedByCode.isEmpty, !scan.conjuncts.isEmpty {
+            let rest = scan.conjuncts.indices.filter { !appliedByCode.contains($0) }.map { scan.conjuncts[$0] }
+            rowFilter = rest.isEmpty ? nil : rest.dropFirst().reduce(rest[0]) { .binary(.and, $0, $1) }
+        }
+
+        // Aggregating, a block reads only what the row filter, the groups and the aggregates
+        // read: a slot that only a code-decided conjunct needed is not built per row.
+        var needed = Set(sources.map(\.0))
+        if let aggregate {
+            needed = rowFilter?.columnsRead ?? []
+            for g in aggregate.0 { needed.formUnion(g.columnsRead) }
+            for a in aggregate.1 { needed.formUnion(a.argument?.columnsRead ?? []) }
+        }
+        let kept = sources.filter { needed.contains($0.0) }
+        let slots = kept.map(\.0)
+        let readers = kept.map(\.1)
         for r in 0..<n {
             if r & 2047 == 0 { try context.checkDeadline() }
             if let keep, !keep[r] { continue }
-            for (slot, source) in sources { row[slot] = value(source, r) }
-            if let filter, !(try Evaluator.holds(filter, row)) { continue }
+            for i in readers.indices { row[slots[i]] = value(readers[i], r) }
+            if let rowFilter, !(try Evaluator.holds(rowFilter, row)) { continue }
             try emit(row, into: &partial)
         }
         return partial
+    }
+
+    /// Whether each row has a value in `source`, when that is known without the values.
+    func presence(of source: SlotSource, rows n: Int) -> [Bool]? {
+        func bits(_ columns: [DecodedColumn]) -> [Bool] {
+            var present = [Bool](repeating: false, count: n)
+            for c in columns { c.forEachPresentRow(n) { present[$0] = true } }
+            return present
+        }
+        switch source {
+        case .codes(let c, _, _), .globalIds(let c, _, _): return bits([c])
+        case .property(let list)
+        where list.allSatisfy({ $0.column.descriptor.kind != .null && !$0.codeValues.dropLast().contains(where: \.isNull) }):
+            // Every stored value reads as non-NULL (no timestamp text that fails to parse).
+            return bits(list.map(\.column))
+        case .timestamps, .dates, .eventIds: return [Bool](repeating: true, count: n)
+        case .absent: return [Bool](repeating: false, count: n)
+        default: return nil
+        }
     }
 
     func source(slot: Int, _ columns: BlockColumns, _ ts: [Int64]) throws -> SlotSource {

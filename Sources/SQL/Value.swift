@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 public import EventLog
 
 /// The types of the dialect.
@@ -230,9 +233,18 @@ extension SQLValue: Hashable {
         return yFloor == y ? 0 : -1
     }
 
+    /// Bytewise (UTF-8) order, through memcmp on the strings' contiguous storage.
     static func compareBytes(_ x: String, _ y: String) -> Int {
-        if x.utf8.elementsEqual(y.utf8) { return 0 }
-        return x.utf8.lexicographicallyPrecedes(y.utf8) ? -1 : 1
+        var a = x
+        var b = y
+        return a.withUTF8 { p in
+            b.withUTF8 { q in
+                let n = min(p.count, q.count)
+                let c = n == 0 ? 0 : memcmp(p.baseAddress!, q.baseAddress!, n)
+                if c != 0 { return c < 0 ? -1 : 1 }
+                return p.count == q.count ? 0 : p.count < q.count ? -1 : 1
+            }
+        }
     }
 }
 
