@@ -32,7 +32,12 @@ extension TallyServer {
         let settings = configuration.sql
         let started = ContinuousClock.now
         return try await answer(
-            request, parse: { try Self.parseSQLRequest(try await Self.jsonObject($0), settings) },
+            request,
+            parse: {
+                var parsed = try Self.parseSQLRequest(try await Self.jsonObject($0), settings)
+                parsed.options.startedAt = started
+                return parsed
+            },
             run: { request, snapshot in
                 do {
                     return try SQLEngine.execute(request.sql, parameters: request.parameters, on: snapshot, options: request.options)

@@ -17,7 +17,7 @@ final class ExecutionContext: @unchecked Sendable {
     init(snapshot: QuerySnapshot, options: SQLOptions) {
         self.snapshot = snapshot
         timeoutSeconds = options.timeoutSeconds
-        deadline = ContinuousClock.now.advanced(by: .nanoseconds(Int64(min(options.timeoutSeconds, 1e9) * 1e9)))
+        deadline = (options.startedAt ?? ContinuousClock.now).advanced(by: .nanoseconds(Int64(min(options.timeoutSeconds, 1e9) * 1e9)))
         memoryBudget = options.memoryBudgetBytes
         threads = options.threads ?? ProcessInfo.processInfo.activeProcessorCount
     }

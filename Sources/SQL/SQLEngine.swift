@@ -12,6 +12,9 @@ public struct SQLOptions: Sendable {
     public var threads: Int?
     /// What `now()` and `today()` mean (µs); nil: the wall clock when the query starts.
     public var now: Int64?
+    /// When the timeout starts counting (nil: when execution starts). The server sets it to
+    /// the request's arrival, so taking the snapshot counts against the timeout too.
+    public var startedAt: ContinuousClock.Instant?
 
     public init() {}
 }
