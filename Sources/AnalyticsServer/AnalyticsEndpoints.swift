@@ -59,27 +59,53 @@ extension TallyServer {
             w.string(name)
             w.raw(#","total_users":"#)
             w.int(Int64(first))
-            w.raw(#","steps":["#)
-            for (i, step) in query.steps.enumerated() {
-                if i > 0 { w.raw(",") }
-                w.raw(#"{"name":"#)
-                w.string(step.name)
-                w.raw(#","users":"#)
-                w.int(Int64(result.users[i]))
-                w.raw(#","percentage":"#)
-                w.double(first == 0 ? 0 : Self.round(Double(result.users[i]) * 100 / Double(first), 2))
-                if i > 0 {
-                    w.raw(#","drop_off":"#)
-                    w.int(Int64(result.users[i - 1] - result.users[i]))
-                    w.raw(#","median_time_to_convert_seconds":"#)
-                    if let m = result.medianSecondsToConvert[i] { w.double(Self.round(m, 3)) } else { w.null() }
-                }
-                w.raw("}")
-            }
-            w.raw(#"],"completion_rate":"#)
+            w.raw(#","steps":"#)
+            Self.writeSteps(query.steps, users: result.users, medians: result.medianSecondsToConvert, w)
+            w.raw(#","completion_rate":"#)
             w.double(first == 0 ? 0 : Self.round(Double(result.users.last ?? 0) / Double(first), 4))
+            if query.breakdown != nil {
+                w.raw(#","breakdown":["#)
+                for (g, group) in result.breakdown.enumerated() {
+                    if g > 0 { w.raw(",") }
+                    w.raw(#"{"value":"#)
+                    if let value = group.value { w.string(value) } else { w.null() }
+                    w.raw(#","total_users":"#)
+                    w.int(Int64(group.users.first ?? 0))
+                    w.raw(#","steps":"#)
+                    Self.writeSteps(query.steps, users: group.users, medians: group.medianSecondsToConvert, w)
+                    w.raw(#","completion_rate":"#)
+                    let n = group.users.first ?? 0
+                    w.double(n == 0 ? 0 : Self.round(Double(group.users.last ?? 0) / Double(n), 4))
+                    w.raw("}")
+                }
+                w.raw("]")
+            }
             w.raw("}")
         }
+    }
+
+    /// The document's `steps` array: name, users, percentage of the first step, and from the
+    /// second step on drop_off and median_time_to_convert_seconds.
+    static func writeSteps(_ steps: [FunnelStep], users: [Int], medians: [Double?], _ w: JSONWriter) {
+        let first = users.first ?? 0
+        w.raw("[")
+        for (i, step) in steps.enumerated() {
+            if i > 0 { w.raw(",") }
+            w.raw(#"{"name":"#)
+            w.string(step.name)
+            w.raw(#","users":"#)
+            w.int(Int64(users[i]))
+            w.raw(#","percentage":"#)
+            w.double(first == 0 ? 0 : Self.round(Double(users[i]) * 100 / Double(first), 2))
+            if i > 0 {
+                w.raw(#","drop_off":"#)
+                w.int(Int64(users[i - 1] - users[i]))
+                w.raw(#","median_time_to_convert_seconds":"#)
+                if let m = medians[i] { w.double(Self.round(m, 3)) } else { w.null() }
+            }
+            w.raw("}")
+        }
+        w.raw("]")
     }
 
     func cohorts(_ request: Request, context: BasicRequestContext) async throws -> Response {
@@ -411,9 +437,6 @@ extension TallyServer {
     }
 
     static func parseFunnel(_ body: [String: Any]) throws -> (String, FunnelQuery) {
-        for unsupported in ["breakdown", "exclusions"] where body[unsupported] != nil {
-            throw APIError(.badRequest, "unsupported_field", "\(unsupported): not supported yet by this server")
-        }
         let name = body["name"] as? String ?? "funnel"
         guard let rawSteps = body["steps"] as? [Any] else { throw invalid("steps", "required, a list of steps") }
         guard (2...FunnelQuery.maxSteps).contains(rawSteps.count) else {
@@ -436,6 +459,24 @@ extension TallyServer {
         if let order = body["order"] {
             guard let text = order as? String, text == "ordered" || text == "strict" else { throw invalid("order", "must be \"ordered\" or \"strict\"") }
             query.strict = text == "strict"
+        }
+        if let breakdown = body["breakdown"], !(breakdown is NSNull) {
+            guard let key = breakdown as? String, !key.isEmpty else { throw invalid("breakdown", "must be a property name") }
+            query.breakdown = key
+        }
+        if let raw = body["exclusions"], !(raw is NSNull) {
+            guard let list = raw as? [Any], list.count <= FunnelQuery.maxExclusions else {
+                throw invalid("exclusions", "must be a list of at most \(FunnelQuery.maxExclusions) exclusion steps")
+            }
+            query.exclusions = try list.enumerated().map { i, item in
+                let field = "exclusions[\(i)]"
+                guard let x = item as? [String: Any] else { throw invalid(field, "must be an object with event, from_step and to_step") }
+                guard let event = x["event"] as? String, !event.isEmpty else { throw invalid(field + ".event", "required, an event name") }
+                guard let from = x["from_step"] as? Int, let to = x["to_step"] as? Int, from >= 0, from < to, to < steps.count else {
+                    throw invalid(field, "from_step and to_step must be step positions (0-based) with from_step < to_step < \(steps.count)")
+                }
+                return FunnelExclusion(event: event, filters: try parseFilters(x["filters"], field: field + ".filters"), fromStep: from, toStep: to)
+            }
         }
         return (name, query)
     }

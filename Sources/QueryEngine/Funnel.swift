@@ -13,6 +13,22 @@ public struct FunnelStep: Sendable {
     }
 }
 
+/// Breaks the attempts in progress between two steps: an attempt that has reached step
+/// `fromStep` but not yet `toStep` (0-based) ends when the person does `event`.
+public struct FunnelExclusion: Sendable {
+    public var event: String
+    public var filters: [PropertyFilter]
+    public var fromStep: Int
+    public var toStep: Int
+
+    public init(event: String, filters: [PropertyFilter] = [], fromStep: Int, toStep: Int) {
+        self.event = event
+        self.filters = filters
+        self.fromStep = fromStep
+        self.toStep = toStep
+    }
+}
+
 public struct FunnelQuery: Sendable {
     public var steps: [FunnelStep]
     /// Events with `start <= timestamp < end` (µs) count.
@@ -22,8 +38,14 @@ public struct FunnelQuery: Sendable {
     public var window: Int64 = 14 * 86_400_000_000
     /// `strict`: any other event of the person between two steps ends the chain.
     public var strict = false
+    /// A property whose value on the first step's event splits the people into groups.
+    public var breakdown: String?
+    public var exclusions: [FunnelExclusion] = []
 
     public static let maxSteps = 64
+    public static let maxExclusions = 16
+    /// Breakdown groups answered, the largest first.
+    public static let maxBreakdownValues = 50
 
     public init(steps: [FunnelStep], start: Int64, end: Int64) {
         self.steps = steps
@@ -38,6 +60,21 @@ public struct FunnelResult: Sendable, Equatable {
     /// Per step, the median time (seconds) from the first step to reaching it, over the people
     /// who reached it; nil for the first step and for steps nobody reached.
     public var medianSecondsToConvert: [Double?]
+    /// With a breakdown: the same per value (nil: the first step's event lacked the property),
+    /// most people first, then by value.
+    public var breakdown: [Group] = []
+
+    public struct Group: Sendable, Equatable {
+        public var value: String?
+        public var users: [Int]
+        public var medianSecondsToConvert: [Double?]
+    }
+
+    public init(users: [Int], medianSecondsToConvert: [Double?], breakdown: [Group] = []) {
+        self.users = users
+        self.medianSecondsToConvert = medianSecondsToConvert
+        self.breakdown = breakdown
+    }
 }
 
 /// Funnels with ClickHouse `windowFunnel` semantics (see `conventions.md`), in one pass per
@@ -48,33 +85,71 @@ public enum FunnelEngine {
     struct Entry {
         var person: UInt32
         var step: UInt8
+        /// For first-step entries of a breakdown: 1 + the value's index (0: no value).
+        var breakdown: UInt32 = 0
         var timestamp: Int64
     }
     static let unrelated: UInt8 = 255
+    /// Entries of exclusion events have step `exclusionBase + index`: after every step at
+    /// equal times, so a step and an exclusion at the same instant count the step first.
+    static let exclusionBase: UInt8 = 128
+
+    /// A block's entries, with the breakdown values their `breakdown` numbers refer to.
+    struct BlockEntries {
+        var entries: [Entry]
+        var values: [String]
+    }
 
     /// One block's (person, time, step) entries, in row order.
-    static func blockEntries(of block: BlockFile, _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> [Entry] {
+    static func blockEntries(of block: BlockFile, _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> BlockEntries {
         let columns = BlockColumns(block)
         let ts = try columns.timestamps()
         let persons = try columns.persons()
-        var stepRows: [[Bool]] = []
-        for step in query.steps {
-            var matches = try columns.rows(named: step.event)
-            if let filtered = try rows(matchingAll: step.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
+        func matching(_ event: String, _ filters: [PropertyFilter]) throws -> [Bool] {
+            var matches = try columns.rows(named: event)
+            if let filtered = try rows(matchingAll: filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
                 for r in 0..<columns.rows where !filtered[r] { matches[r] = false }
             }
-            stepRows.append(matches)
+            return matches
+        }
+        let stepRows = try query.steps.map { try matching($0.event, $0.filters) }
+        let exclusionRows = try query.exclusions.map { try matching($0.event, $0.filters) }
+        let breakdownColumns = try query.breakdown.map { try columns.property($0) } ?? []
+        var values: [String] = []
+        var valueIds: [String: UInt32] = [:]
+        func breakdownValue(_ r: Int) -> UInt32 {
+            for c in breakdownColumns where c.isPresent(r) {
+                let text: String
+                switch c.values {
+                case .codes(let codes, let dictionary): text = dictionary.string(codes[r])
+                case .ints(let v): text = String(v[r])
+                case .doubles(let v): text = "\(v[r])"
+                case .bools(let v): text = v[r] != 0 ? "true" : "false"
+                case .presenceOnly: continue
+                }
+                if let id = valueIds[text] { return id }
+                values.append(text)
+                valueIds[text] = UInt32(values.count)
+                return UInt32(values.count)
+            }
+            return 0
         }
         var entries: [Entry] = []
         for r in 0..<columns.rows where persons[r] != noPerson && ts[r] >= query.start && ts[r] < query.end {
             var any = false
             for (s, matches) in stepRows.enumerated() where matches[r] {
-                entries.append(Entry(person: persons[r], step: UInt8(s), timestamp: ts[r]))
+                var entry = Entry(person: persons[r], step: UInt8(s), timestamp: ts[r])
+                if s == 0, !breakdownColumns.isEmpty { entry.breakdown = breakdownValue(r) }
+                entries.append(entry)
+                any = true
+            }
+            for (x, matches) in exclusionRows.enumerated() where matches[r] {
+                entries.append(Entry(person: persons[r], step: exclusionBase + UInt8(x), timestamp: ts[r]))
                 any = true
             }
             if !any && query.strict { entries.append(Entry(person: persons[r], step: unrelated, timestamp: ts[r])) }
         }
-        return entries
+        return BlockEntries(entries: entries, values: values)
     }
 
     /// Orders entries by (person, time, step); equal timestamps are taken in step order
@@ -117,7 +192,24 @@ public enum FunnelEngine {
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
         var entries: [Entry] = []
         let threads = ProcessInfo.processInfo.activeProcessorCount
-        for part in parallelMap(blocks.count, threads: threads, { try blockEntries(of: blocks[$0], query, snapshot) }) { entries += try part.get() }
+        // Breakdown values get query-wide numbers as the blocks' parts are joined.
+        var values: [String] = []
+        var valueIds: [String: UInt32] = [:]
+        for part in parallelMap(blocks.count, threads: threads, { try blockEntries(of: blocks[$0], query, snapshot) }) {
+            var block = try part.get()
+            if !block.values.isEmpty {
+                let global: [UInt32] = [0] + block.values.map { text in
+                    if let id = valueIds[text] { return id }
+                    values.append(text)
+                    valueIds[text] = UInt32(values.count)
+                    return UInt32(values.count)
+                }
+                for k in block.entries.indices where block.entries[k].breakdown != 0 {
+                    block.entries[k].breakdown = global[Int(block.entries[k].breakdown)]
+                }
+            }
+            entries += block.entries
+        }
         entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
         let stepCount = query.steps.count
         var users = [Int](repeating: 0, count: stepCount)
@@ -125,16 +217,23 @@ public enum FunnelEngine {
         var chainStart = [Int64](repeating: 0, count: stepCount)
         var reached = [Bool](repeating: false, count: stepCount)
         var firstReached = [Int64](repeating: 0, count: stepCount)
+        var chainValue = [UInt32](repeating: 0, count: stepCount)
+        // Per breakdown value (0: none): people per step and times to convert.
+        var groupUsers: [UInt32: [Int]] = [:]
+        var groupTimes: [UInt32: [[Int64]]] = [:]
         var i = 0
         while i < entries.count {
             let person = entries[i].person
             var j = i
             while j < entries.count && entries[j].person == person { j += 1 }
             var best = 0
+            var bestValue: UInt32 = 0
             for s in 0..<stepCount { reached[s] = false }
             if query.strict {
+                // Exclusion events are other events here, which end the chain anyway.
                 var level = 0
                 var start: Int64 = 0
+                var value: UInt32 = 0
                 for e in entries[i..<j] {
                     let s = Int(e.step)
                     if level > 0 && s == level && e.timestamp - start <= query.window {
@@ -142,29 +241,39 @@ public enum FunnelEngine {
                     } else if s == 0 {
                         level = 1
                         start = e.timestamp
+                        value = e.breakdown
                     } else {
                         level = 0
                         continue
                     }
                     if level > best {
                         best = level
+                        bestValue = value
                         firstReached[level - 1] = e.timestamp - start
                     }
                 }
             } else {
                 for e in entries[i..<j] {
                     let s = Int(e.step)
+                    if e.step >= exclusionBase {
+                        let x = query.exclusions[Int(e.step - exclusionBase)]
+                        for level in x.fromStep..<x.toStep { reached[level] = false }
+                        continue
+                    }
                     if s == 0 {
                         chainStart[0] = e.timestamp
+                        chainValue[0] = e.breakdown
                         reached[0] = true
                     } else if reached[s - 1] && e.timestamp - chainStart[s - 1] <= query.window {
                         chainStart[s] = chainStart[s - 1]
+                        chainValue[s] = chainValue[s - 1]
                         reached[s] = true
                     } else {
                         continue
                     }
                     if s + 1 > best {
                         best = s + 1
+                        bestValue = chainValue[s]
                         firstReached[s] = e.timestamp - chainStart[s]
                     }
                     if best == stepCount { break }
@@ -174,15 +283,39 @@ public enum FunnelEngine {
                 users[s] += 1
                 if s > 0 { times[s].append(firstReached[s]) }
             }
+            if query.breakdown != nil, best > 0 {
+                var u = groupUsers[bestValue] ?? [Int](repeating: 0, count: stepCount)
+                var t = groupTimes[bestValue] ?? [[Int64]](repeating: [], count: stepCount)
+                for s in 0..<best {
+                    u[s] += 1
+                    if s > 0 { t[s].append(firstReached[s]) }
+                }
+                groupUsers[bestValue] = u
+                groupTimes[bestValue] = t
+            }
             i = j
         }
-        let medians: [Double?] = times.enumerated().map { s, t in
-            guard s > 0, !t.isEmpty else { return nil }
-            let sorted = t.sorted()
-            let mid = sorted.count / 2
-            let micros = sorted.count % 2 == 1 ? Double(sorted[mid]) : Double(sorted[mid - 1] + sorted[mid]) / 2
-            return micros / 1_000_000
+        func medians(_ times: [[Int64]]) -> [Double?] {
+            times.enumerated().map { s, t in
+                guard s > 0, !t.isEmpty else { return nil }
+                let sorted = t.sorted()
+                let mid = sorted.count / 2
+                let micros = sorted.count % 2 == 1 ? Double(sorted[mid]) : Double(sorted[mid - 1] + sorted[mid]) / 2
+                return micros / 1_000_000
+            }
         }
-        return FunnelResult(users: users, medianSecondsToConvert: medians)
+        var groups = groupUsers.map { id, u in
+            FunnelResult.Group(value: id == 0 ? nil : values[Int(id) - 1], users: u, medianSecondsToConvert: medians(groupTimes[id]!))
+        }
+        groups.sort { a, b in
+            if a.users[0] != b.users[0] { return a.users[0] > b.users[0] }
+            switch (a.value, b.value) {
+            case (let x?, let y?): return x < y
+            case (_?, nil): return true
+            default: return false
+            }
+        }
+        return FunnelResult(
+            users: users, medianSecondsToConvert: medians(times), breakdown: Array(groups.prefix(FunnelQuery.maxBreakdownValues)))
     }
 }

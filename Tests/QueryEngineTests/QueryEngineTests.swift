@@ -100,8 +100,20 @@ func randomFilter(_ rng: inout SeededRandom) -> PropertyFilter {
                 var query = FunnelQuery(steps: steps, start: start, end: start + Int64.random(in: 1...12, using: &rng) * day)
                 query.window = [day / 24, day, 3 * day, 14 * day].randomElement(using: &rng)!
                 query.strict = Bool.random(using: &rng)
-                let engine = try FunnelEngine.run(query, on: snapshot).users
-                let reference = Reference.funnel(query, project.events)
+                if Bool.random(using: &rng) { query.breakdown = ["plan", "n", "bot_id"].randomElement(using: &rng)! }
+                if !query.strict, Int.random(in: 0..<3, using: &rng) == 0 {
+                    let from = Int.random(in: 0..<(steps.count - 1), using: &rng)
+                    query.exclusions = [FunnelExclusion(event: names.randomElement(using: &rng)!, fromStep: from, toStep: Int.random(in: (from + 1)..<steps.count, using: &rng))]
+                }
+                let result = try FunnelEngine.run(query, on: snapshot)
+                let engine = result.users
+                let expected = Reference.funnelWithBreakdown(query, project.events)
+                let reference = expected.users
+                if query.breakdown != nil {
+                    var groups: [String?: [Int]] = [:]
+                    for g in result.breakdown { groups[g.value] = g.users }
+                    #expect(groups == expected.groups, "round \(round) breakdown \(query.breakdown!) exclusions \(query.exclusions.map { ($0.event, $0.fromStep, $0.toStep) })")
+                }
                 #expect(engine == reference, "round \(round): \(query)")
                 if engine != reference { return }
             }

@@ -65,46 +65,90 @@ enum Reference {
     /// Furthest step per person: entries are (time, step) for every step an event matches
     /// (and "other" for strict), ordered by time then step.
     static func funnel(_ q: FunnelQuery, _ events: [Event]) -> [Int] {
-        var byPerson: [String: [(Int64, Int)]] = [:]
+        funnelWithBreakdown(q, events).users
+    }
+
+    /// The funnel by the model's definition: each occurrence of the first step starts an
+    /// attempt, which reaches step L+1 at the first later entry of step L within the window
+    /// (in strict order, only if no other event of the person comes between); an exclusion
+    /// event ends every attempt that has reached its `fromStep` but not its `toStep`. A person
+    /// counts up to the best level of any attempt. With a breakdown, the person's value is the
+    /// one on the first-step event of the attempt that reached that level first (the latest
+    /// such start when several reach it at the same entry).
+    static func funnelWithBreakdown(_ q: FunnelQuery, _ events: [Event]) -> (users: [Int], groups: [String?: [Int]]) {
+        // (time, order code, value): steps 0..<64, exclusions 500+, unrelated 1000.
+        var byPerson: [String: [(Int64, Int, String?)]] = [:]
         for e in events where e.timestamp >= q.start && e.timestamp < q.end {
             guard let p = person(e) else { continue }
             var any = false
             for (s, step) in q.steps.enumerated() where e.name == step.event && step.filters.allSatisfy({ holds($0, e) }) {
-                byPerson[p, default: []].append((e.timestamp, s))
+                var value: String?
+                if s == 0, let key = q.breakdown, let v = e.properties.last(where: { $0.key == key })?.value {
+                    switch v {
+                    case .string(let t): value = t
+                    case .int(let n): value = String(n)
+                    case .double(let d): value = "\(d)"
+                    case .bool(let b): value = b ? "true" : "false"
+                    default: value = nil
+                    }
+                }
+                byPerson[p, default: []].append((e.timestamp, s, value))
                 any = true
             }
-            if !any && q.strict { byPerson[p, default: []].append((e.timestamp, 1000)) }
+            for (x, exclusion) in q.exclusions.enumerated() where e.name == exclusion.event && exclusion.filters.allSatisfy({ holds($0, e) }) {
+                byPerson[p, default: []].append((e.timestamp, 500 + x, nil))
+                any = true
+            }
+            if !any && q.strict { byPerson[p, default: []].append((e.timestamp, 1000, nil)) }
         }
         var users = [Int](repeating: 0, count: q.steps.count)
+        var groups: [String?: [Int]] = [:]
         for (_, unsorted) in byPerson {
             let entries = unsorted.sorted { $0.0 != $1.0 ? $0.0 < $1.0 : $0.1 < $1.1 }
             var best = 0
+            var bestAt = Int.max
+            var bestValue: String?
             for (i, start) in entries.enumerated() where start.1 == 0 {
+                // alive[L]: the attempt has reached steps 0..<L and may go on.
+                var alive = [Bool](repeating: false, count: q.steps.count + 1)
+                alive[1] = true
                 var level = 1
-                if q.strict {
-                    for e in entries[(i + 1)...] {
-                        guard e.1 == level, e.0 - start.0 <= q.window else { break }
+                var reachedAt = i
+                for k in (i + 1)..<max(i + 1, entries.count) {
+                    let e = entries[k]
+                    if q.strict {
+                        guard e.1 == level, e.0 - start.0 <= q.window, level < q.steps.count else { break }
                         level += 1
-                        if level == q.steps.count { break }
+                        reachedAt = k
+                        continue
                     }
-                } else {
-                    var last = start.0
-                    var lastIndex = i
-                    while level < q.steps.count {
-                        // The earliest later entry of the next step within the window.
-                        guard let next = entries.indices.first(where: { k in
-                            k > lastIndex && entries[k].1 == level && entries[k].0 >= last && entries[k].0 - start.0 <= q.window
-                        }) else { break }
-                        last = entries[next].0
-                        lastIndex = next
-                        level += 1
+                    if e.1 >= 500 && e.1 < 1000 {
+                        let x = q.exclusions[e.1 - 500]
+                        for l in (x.fromStep + 1)...x.toStep { alive[l] = false }
+                        continue
+                    }
+                    let s = e.1
+                    guard s < q.steps.count, s >= 1, alive[s], e.0 - start.0 <= q.window else { continue }
+                    alive[s + 1] = true
+                    if s + 1 > level {
+                        level = s + 1
+                        reachedAt = k
                     }
                 }
-                best = max(best, level)
+                if level > best || (level == best && reachedAt < bestAt) || (level == best && reachedAt == bestAt) {
+                    best = level
+                    bestAt = reachedAt
+                    bestValue = start.2
+                }
             }
             for s in 0..<best { users[s] += 1 }
+            if best > 0 {
+                var g = groups[bestValue] ?? [Int](repeating: 0, count: q.steps.count)
+                for s in 0..<best { g[s] += 1 }
+                groups[bestValue] = g
+            }
         }
-        return users
+        return (users, groups)
     }
 
     static func cohorts(_ q: CohortQuery, _ events: [Event]) -> [Cohort] {
