@@ -16,10 +16,11 @@ extension TallyServer {
     /// (errors keep the rate-limit headers), a snapshot, the engine off the cooperative pool,
     /// and the response object, to which `data_through` is appended.
     func answer<Query: Sendable, Result: Sendable>(
-        _ request: Request, parse: (Request) async throws -> Query,
+        _ request: Request, deadline: Bool = true, parse: (Request) async throws -> Query,
         run: @escaping @Sendable (Query, QuerySnapshot) throws -> Result,
         write: (Result, Query, QuerySnapshot, JSONWriter) throws -> Void
     ) async throws -> Response {
+        let arrived = ContinuousClock.now
         let key = try authorize(request, scope: .read)
         let headers = try rateLimit(.query, key: key)
         let query: Query
@@ -29,6 +30,9 @@ extension TallyServer {
             throw error.with(headers: headers)
         }
         let snapshot = try await snapshot(for: key.projectId, headers: headers)
+        if deadline {
+            snapshot.deadline = arrived.advanced(by: .milliseconds(Int64(configuration.analyticsTimeoutSeconds * 1000)))
+        }
         let result: Result
         do {
             result = try await Self.offPool { try run(query, snapshot) }
@@ -36,8 +40,13 @@ extension TallyServer {
             throw error.with(headers: headers)
         } catch let error as QueryError {
             // Well-formed, but past a limit of the engine: unprocessable, never a 500.
-            let code = error == .timeout ? "timeout" : "memory_budget_exceeded"
-            throw APIError(.unprocessableContent, code, error.description, headers: headers)
+            if error == .timeout {
+                throw APIError(
+                    .unprocessableContent, "timeout",
+                    "the query ran past the server's limit of \(configuration.analyticsTimeoutSeconds) s and was cancelled; narrow the date range",
+                    headers: headers)
+            }
+            throw APIError(.unprocessableContent, "memory_budget_exceeded", error.description, headers: headers)
         }
         let out = OutputBuffer(capacity: 2048)
         let w = JSONWriter(out)

@@ -31,8 +31,9 @@ extension TallyServer {
     func query(_ request: Request, context: BasicRequestContext) async throws -> Response {
         let settings = configuration.sql
         let started = ContinuousClock.now
+        // SQL keeps its own deadline: the request's timeout_seconds.
         return try await answer(
-            request,
+            request, deadline: false,
             parse: {
                 var parsed = try Self.parseSQLRequest(try await Self.jsonObject($0), settings)
                 parsed.options.startedAt = started

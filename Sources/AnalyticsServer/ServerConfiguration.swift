@@ -15,6 +15,9 @@ public struct ServerConfiguration: Sendable {
     public var maintenanceIntervalSeconds = 2
     /// When logs are compacted into blocks in the background.
     public var compaction = CompactionSettings()
+    /// How long funnels, cohorts, conversation, user and realtime analytics may run before
+    /// they are cancelled (422 `timeout`).
+    public var analyticsTimeoutSeconds = 30.0
     /// Limits of POST /query.
     public var sql = SQLSettings()
 

@@ -144,6 +144,7 @@ public enum AggregationEngine {
     static func scan(_ block: BlockFile, _ query: AggregateQuery, _ snapshot: QuerySnapshot) throws -> Partial {
         var partial = Partial()
         if let deadline = query.deadline, ContinuousClock.now >= deadline { throw QueryError.timeout }
+        try snapshot.checkDeadline()
         let columns = BlockColumns(block)
         let n = columns.rows
         partial.rowsScanned = n

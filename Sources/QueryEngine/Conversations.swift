@@ -119,6 +119,7 @@ public enum ConversationEngine {
         var bucketPeople: [Int: Set<UInt32>] = [:]
         let cache = Bucketing.OffsetCache(query.bucketing.timeZone)
         for block in snapshot.blocks {
+            try snapshot.checkDeadline()
             // Sessions may start before the range and run into it, so read a day either side.
             guard block.footer.maxTimestamp >= query.start - 86_400_000_000, block.footer.minTimestamp < query.end + 86_400_000_000 else { continue }
             let columns = BlockColumns(block)

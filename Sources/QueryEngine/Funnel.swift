@@ -102,6 +102,7 @@ public enum FunnelEngine {
 
     /// One block's (person, time, step) entries, in row order.
     static func blockEntries(of block: BlockFile, _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> BlockEntries {
+        try snapshot.checkDeadline()
         let columns = BlockColumns(block)
         let ts = try columns.timestamps()
         let persons = try columns.persons()

@@ -18,6 +18,15 @@ public final class QuerySnapshot: @unchecked Sendable {
     /// then ids of this snapshot's own for strings only the log tail holds.
     public let people: IdTable
     public let sessions: IdTable
+    /// When set, operators stop with `QueryError.timeout` once it has passed: they check it
+    /// before each block. Set it before the snapshot is shared with a query.
+    public var deadline: ContinuousClock.Instant?
+
+    /// Throws `QueryError.timeout` once the deadline has passed.
+    @inline(__always)
+    public func checkDeadline() throws {
+        if let deadline, ContinuousClock.now >= deadline { throw QueryError.timeout }
+    }
 
     public init(store: ColumnStore, log: EventLog?) throws {
         let taken = currentMicros()

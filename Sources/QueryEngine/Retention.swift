@@ -75,6 +75,7 @@ public enum RetentionEngine {
         var first = [Int64](repeating: .max, count: snapshot.people.count)
         var perBlock: [(BlockColumns, [Int64], [UInt32])] = []
         for block in snapshot.blocks {
+            try snapshot.checkDeadline()
             let columns = BlockColumns(block)
             let ts = try columns.timestamps()
             let persons = try columns.persons()

@@ -30,6 +30,7 @@ public enum UserEngine {
         var activeDays = Set<Int32>()
         let dayMicros: Int64 = 86_400_000_000
         for block in snapshot.blocks {
+            try snapshot.checkDeadline()
             let f = block.footer
             let inRange = f.maxTimestamp >= start && f.minTimestamp < end
             let inLast30 = f.maxTimestamp >= reference - 30 * dayMicros && f.minTimestamp <= reference
@@ -131,6 +132,7 @@ public enum RealtimeEngine {
         let ranges: [(Int64, Int64)] = [(now - window, now), (now - day - window, now - day), (now - hour, now), (now - day - hour, now - day)]
         let earliest = now - day - max(window, hour)
         for block in snapshot.blocks where block.footer.maxTimestamp > earliest && block.footer.minTimestamp <= now {
+            try snapshot.checkDeadline()
             let columns = BlockColumns(block)
             let ts = try columns.timestamps()
             let persons = try columns.persons()

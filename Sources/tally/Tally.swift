@@ -89,6 +89,12 @@ struct Serve: AsyncParsableCommand {
     var compactInterval: Double?
     @Option(help: "Recompress blocks of days older than this with zstd (env TALLY_COLD_AFTER_DAYS; default 7).")
     var coldAfterDays: Int?
+    @Option(help: "Cancel funnels, cohorts and other analytics after this many seconds (env TALLY_ANALYTICS_TIMEOUT; default 30).")
+    var analyticsTimeout: Double?
+    @Option(help: "The longest timeout_seconds POST /query may ask for (env TALLY_SQL_MAX_TIMEOUT; default 300).")
+    var sqlMaxTimeout: Double?
+    @Option(help: "Refuse SQL results with more rows than this (env TALLY_SQL_MAX_ROWS; default 100000).")
+    var sqlMaxRows: Int?
     @Option(help: "Log level: trace, debug, info, notice, warning, error (env TALLY_LOG_LEVEL).") var logLevel: String?
     @Option(help: "Log format: text or json (env TALLY_LOG_FORMAT).") var logFormat: String?
 
@@ -134,6 +140,19 @@ struct Serve: AsyncParsableCommand {
         if let text = coldAfterDays.map(String.init) ?? environment("COLD_AFTER_DAYS") {
             guard let v = Int(text), v >= 0 else { throw CLIError("--cold-after-days: \"\(text)\" is not a number of days") }
             config.compaction.options.coldAfterDays = v
+        }
+        if let text = analyticsTimeout.map({ String($0) }) ?? environment("ANALYTICS_TIMEOUT") {
+            guard let v = Double(text), v > 0 else { throw CLIError("--analytics-timeout: \"\(text)\" is not a number of seconds") }
+            config.analyticsTimeoutSeconds = v
+        }
+        if let text = sqlMaxTimeout.map({ String($0) }) ?? environment("SQL_MAX_TIMEOUT") {
+            guard let v = Double(text), v > 0 else { throw CLIError("--sql-max-timeout: \"\(text)\" is not a number of seconds") }
+            config.sql.maxTimeoutSeconds = v
+            config.sql.defaultTimeoutSeconds = min(config.sql.defaultTimeoutSeconds, v)
+        }
+        if let text = sqlMaxRows.map(String.init) ?? environment("SQL_MAX_ROWS") {
+            guard let v = Int(text), v > 0 else { throw CLIError("--sql-max-rows: \"\(text)\" is not a positive number") }
+            config.sql.maxRows = v
         }
         let overrides = rateLimits + (environment("RATE_LIMITS")?.split(separator: ",").map(String.init) ?? [])
         for text in overrides {

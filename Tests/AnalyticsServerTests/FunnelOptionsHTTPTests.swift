@@ -62,4 +62,15 @@ import Testing
             }
         }
     }
+
+    @Test func analyticsPastTheServersDeadlineAreCancelled() async throws {
+        let t = try TestServer { $0.analyticsTimeoutSeconds = 0.000_001 }
+        try await t.test { client in
+            _ = try await client.execute(uri: "/api/v1/analytics/events/batch", method: .post, headers: bearer(t.writeToken), body: body(Self.events))
+            let response = try await client.execute(
+                uri: "/api/v1/analytics/funnels", method: .post, headers: bearer(t.readToken), body: body(Self.funnel("")))
+            #expect(response.status == .unprocessableContent)
+            #expect(errorCode(response) == "timeout")
+        }
+    }
 }
