@@ -151,14 +151,17 @@ public enum AggregationEngine {
         let ts = try columns.timestamps()
         var keep = [Bool](repeating: true, count: n)
         if block.footer.minTimestamp < query.start || block.footer.maxTimestamp >= query.end {
-            for r in 0..<n where ts[r] < query.start || ts[r] >= query.end { keep[r] = false }
+            let (start, end) = (query.start, query.end)
+            keep.withUnsafeMutableBufferPointer { k in
+                ts.withUnsafeBufferPointer { t in for r in 0..<n where t[r] < start || t[r] >= end { k[r] = false } }
+            }
         }
         if let name = query.eventName {
             let m = try columns.rows(named: name)
-            for r in 0..<n where !m[r] { keep[r] = false }
+            clear(&keep, where: m)
         }
         if let m = try rows(matchingAll: query.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
-            for r in 0..<n where !m[r] { keep[r] = false }
+            clear(&keep, where: m)
         }
         // Per key: each row's block-local key number (-1: no value) and its string.
         var localIds: [[Int32]] = []
@@ -225,19 +228,31 @@ public enum AggregationEngine {
             for c in try columns.property(p) {
                 switch c.values {
                 case .ints(let v):
-                    c.forEachPresentRow(n) { r in
-                        values[r] = Double(v[r])
-                        hasValue[r] = true
+                    values.withUnsafeMutableBufferPointer { out in
+                        hasValue.withUnsafeMutableBufferPointer { has in
+                            v.withUnsafeBufferPointer { v in
+                                c.forEachPresentRow(n) { r in
+                                    out[r] = Double(v[r])
+                                    has[r] = true
+                                }
+                            }
+                        }
                     }
                 case .doubles(let v):
-                    c.forEachPresentRow(n) { r in
-                        values[r] = v[r]
-                        hasValue[r] = true
+                    values.withUnsafeMutableBufferPointer { out in
+                        hasValue.withUnsafeMutableBufferPointer { has in
+                            v.withUnsafeBufferPointer { v in
+                                c.forEachPresentRow(n) { r in
+                                    out[r] = v[r]
+                                    has[r] = true
+                                }
+                            }
+                        }
                     }
                 default: break
                 }
             }
-            for r in 0..<n where !hasValue[r] { keep[r] = false }
+            clear(&keep, where: hasValue)
         default: break
         }
         // Project ids counted by the distinct aggregates (`noPerson`: none).
@@ -267,30 +282,40 @@ public enum AggregationEngine {
         var bits = [UInt64](repeating: 0, count: countsDistinct ? slots * words : 0)
         let keys0 = localIds.first ?? []
         let keys1 = localIds.count > 1 ? localIds[1] : []
+        let aggregate = query.aggregate
+        // Every buffer the row loop touches as a raw pointer: no uniqueness or bounds checks.
         keep.withUnsafeBufferPointer { keep in
             keys0.withUnsafeBufferPointer { k0 in
                 keys1.withUnsafeBufferPointer { k1 in
-                    counts.withUnsafeMutableBufferPointer { counts in
-                        for r in 0..<n where keep[r] {
-                            var local = 0
-                            if k0.count > 0 {
-                                let a = k0[r]
-                                if a < 0 { continue }
-                                local = Int(a)
-                                if k1.count > 0 {
-                                    let b = k1[r]
-                                    if b < 0 { continue }
-                                    local = local * width1 + Int(b)
+                    values.withUnsafeBufferPointer { values in
+                        persons.withUnsafeBufferPointer { persons in
+                            counts.withUnsafeMutableBufferPointer { counts in
+                                sums.withUnsafeMutableBufferPointer { sums in
+                                    bits.withUnsafeMutableBufferPointer { bits in
+                                        for r in 0..<n where keep[r] {
+                                            var local = 0
+                                            if k0.count > 0 {
+                                                let a = k0[r]
+                                                if a < 0 { continue }
+                                                local = Int(a)
+                                                if k1.count > 0 {
+                                                    let b = k1[r]
+                                                    if b < 0 { continue }
+                                                    local = local * width1 + Int(b)
+                                                }
+                                            }
+                                            counts[local] &+= 1
+                                            switch aggregate {
+                                            case .count: break
+                                            case .distinctPeople, .distinctUsers:
+                                                let p = persons[r]
+                                                if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
+                                            case .average: sums[local] += values[r]
+                                            case .percentiles: samples[local].append(values[r])
+                                            }
+                                        }
+                                    }
                                 }
-                            }
-                            counts[local] &+= 1
-                            switch query.aggregate {
-                            case .count: break
-                            case .distinctPeople, .distinctUsers:
-                                let p = persons[r]
-                                if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
-                            case .average: sums[local] += values[r]
-                            case .percentiles: samples[local].append(values[r])
                             }
                         }
                     }
@@ -308,6 +333,17 @@ public enum AggregationEngine {
             if query.aggregate.needsSamples { partial.samples[g] += samples[local] }
         }
         return partial
+    }
+}
+
+/// Clears `keep[r]` wherever `mask[r]` is false.
+@inline(__always)
+func clear(_ keep: inout [Bool], where mask: [Bool]) {
+    let n = min(keep.count, mask.count)
+    keep.withUnsafeMutableBufferPointer { k in
+        mask.withUnsafeBufferPointer { m in
+            for r in 0..<n { k[r] = k[r] && m[r] }
+        }
     }
 }
 
