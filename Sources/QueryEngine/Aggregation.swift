@@ -125,14 +125,21 @@ public enum AggregationEngine {
             case .average: values = [total.sums[g] / Double(total.counts[g])]
             case .percentiles(_, let ps):
                 var samples = total.samples[g]
-                values = ps.map { p in
-                    let position = p * Double(samples.count - 1)
+                // Ascending fractions, so each selection works only above the previous one
+                // (quickselect leaves everything past position k at least v[k]); the value
+                // after position k is then the minimum of the rest, a linear scan.
+                var answers = [Double](repeating: 0, count: ps.count)
+                var floor = 0
+                for i in ps.indices.sorted(by: { ps[$0] < ps[$1] }) {
+                    let position = ps[i] * Double(samples.count - 1)
                     let low = Int(position.rounded(.down))
                     let high = min(low + 1, samples.count - 1)
-                    let a = Selection.nth(&samples, low)
-                    let b = high == low ? a : Selection.nth(&samples, high)
-                    return a + (b - a) * (position - Double(low))
+                    let a = Selection.nth(&samples, low, from: min(floor, low))
+                    let b = high == low ? a : Selection.minimum(samples, from: high)
+                    floor = low
+                    answers[i] = a + (b - a) * (position - Double(low))
                 }
+                values = answers
             }
             rows.append(AggregateResult.Row(keys: total.keys[g], values: values))
         }
@@ -278,7 +285,8 @@ public enum AggregationEngine {
         }
         var counts = [Int](repeating: 0, count: slots)
         var sums = [Double](repeating: 0, count: slots)
-        var samples = [[Double]](repeating: [], count: query.aggregate.needsSamples ? slots : 0)
+        // Percentiles: each kept row's group, then the values laid out group by group.
+        var rowGroup = [Int32](repeating: -1, count: query.aggregate.needsSamples ? n : 0)
         var bits = [UInt64](repeating: 0, count: countsDistinct ? slots * words : 0)
         let keys0 = localIds.first ?? []
         let keys1 = localIds.count > 1 ? localIds[1] : []
@@ -292,32 +300,50 @@ public enum AggregationEngine {
                             counts.withUnsafeMutableBufferPointer { counts in
                                 sums.withUnsafeMutableBufferPointer { sums in
                                     bits.withUnsafeMutableBufferPointer { bits in
-                                        for r in 0..<n where keep[r] {
-                                            var local = 0
-                                            if k0.count > 0 {
-                                                let a = k0[r]
-                                                if a < 0 { continue }
-                                                local = Int(a)
-                                                if k1.count > 0 {
-                                                    let b = k1[r]
-                                                    if b < 0 { continue }
-                                                    local = local * width1 + Int(b)
+                                        rowGroup.withUnsafeMutableBufferPointer { rowGroup in
+                                            for r in 0..<n where keep[r] {
+                                                var local = 0
+                                                if k0.count > 0 {
+                                                    let a = k0[r]
+                                                    if a < 0 { continue }
+                                                    local = Int(a)
+                                                    if k1.count > 0 {
+                                                        let b = k1[r]
+                                                        if b < 0 { continue }
+                                                        local = local * width1 + Int(b)
+                                                    }
                                                 }
-                                            }
-                                            counts[local] &+= 1
-                                            switch aggregate {
-                                            case .count: break
-                                            case .distinctPeople, .distinctUsers:
-                                                let p = persons[r]
-                                                if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
-                                            case .average: sums[local] += values[r]
-                                            case .percentiles: samples[local].append(values[r])
+                                                counts[local] &+= 1
+                                                switch aggregate {
+                                                case .count: break
+                                                case .distinctPeople, .distinctUsers:
+                                                    let p = persons[r]
+                                                    if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
+                                                case .average: sums[local] += values[r]
+                                                case .percentiles: rowGroup[r] = Int32(local)
+                                                }
                                             }
                                         }
                                     }
                                 }
                             }
                         }
+                    }
+                }
+            }
+        }
+        var samples: [Double] = []
+        var sampleStarts = [Int](repeating: 0, count: slots + 1)
+        if query.aggregate.needsSamples {
+            for local in 0..<slots { sampleStarts[local + 1] = sampleStarts[local] + counts[local] }
+            samples = [Double](repeating: 0, count: sampleStarts[slots])
+            var next = sampleStarts
+            samples.withUnsafeMutableBufferPointer { out in
+                values.withUnsafeBufferPointer { values in
+                    for r in 0..<n where rowGroup[r] >= 0 {
+                        let g = Int(rowGroup[r])
+                        out[next[g]] = values[r]
+                        next[g] += 1
                     }
                 }
             }
@@ -330,7 +356,7 @@ public enum AggregationEngine {
             partial.counts[g] += counts[local]
             partial.sums[g] += sums[local]
             if countsDistinct { partial.distinct[g] = Array(bits[(local * words)..<((local + 1) * words)]) }
-            if query.aggregate.needsSamples { partial.samples[g] += samples[local] }
+            if query.aggregate.needsSamples { partial.samples[g] += samples[sampleStarts[local]..<sampleStarts[local + 1]] }
         }
         return partial
     }
@@ -350,9 +376,10 @@ func clear(_ keep: inout [Bool], where mask: [Bool]) {
 /// The k-th smallest value without sorting everything (quickselect, median-of-three pivots):
 /// linear on average, where a percentile by sorting is n log n.
 enum Selection {
-    static func nth(_ values: inout [Double], _ k: Int) -> Double {
+    /// `from`: positions below it already hold values no greater than any above it.
+    static func nth(_ values: inout [Double], _ k: Int, from: Int = 0) -> Double {
         values.withUnsafeMutableBufferPointer { v in
-            var low = 0
+            var low = from
             var high = v.count - 1
             while high > low {
                 let mid = low + (high - low) / 2
@@ -375,6 +402,16 @@ enum Selection {
                 if k <= j { high = j } else if k >= i { low = i } else { return v[k] }
             }
             return v[k]
+        }
+    }
+}
+
+extension Selection {
+    static func minimum(_ values: [Double], from: Int) -> Double {
+        values.withUnsafeBufferPointer { v in
+            var m = v[from]
+            for i in (from + 1)..<max(from + 1, v.count) where v[i] < m { m = v[i] }
+            return m
         }
     }
 }
