@@ -88,7 +88,7 @@ let package = Package(
 
         .target(
             name: "TallyTestSupport",
-            dependencies: ["EventLog"],
+            dependencies: ["EventLog", "ColumnStore", "QueryEngine", .product(name: "Logging", package: "swift-log")],
             path: "Tests/TallyTestSupport",
             swiftSettings: swiftSettings
         ),

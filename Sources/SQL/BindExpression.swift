@@ -107,6 +107,10 @@ extension Binder {
         if let g = grouping {
             if case .function(let name, let args, let distinct) = e.kind, Self.aggregateNames.contains(name) {
                 let call = try bindAggregate(name, args, distinct: distinct, g.input, e.location)
+                // The same call twice (in the select list and ORDER BY) is one aggregate.
+                if let k = g.aggregates.firstIndex(where: { $0.description == call.description }) {
+                    return (.column(g.groupKeys.count + k), call.resultType)
+                }
                 g.aggregates.append(call)
                 return (.column(g.groupKeys.count + g.aggregates.count - 1), call.resultType)
             }
@@ -224,6 +228,8 @@ extension Binder {
                 resultTypes.append((t, otherwise.location))
             }
             let type = try unify(resultTypes, "CASE results")
+            for i in bound.indices { bound[i].1 = Self.widen(bound[i].1, from: resultTypes[i].0, to: type) }
+            if let o = otherwiseBound { otherwiseBound = Self.widen(o, from: resultTypes[resultTypes.count - 1].0, to: type) }
             return (.caseWhen(operand: nil, branches: bound, otherwise: otherwiseBound), type)
         case .cast(let x, let type):
             let (b, from) = try sub(x, nil)
@@ -245,6 +251,14 @@ extension Binder {
             return try sub(x, t)
         }
         return try sub(x, nil)
+    }
+
+    /// `e` converted to the type its branch was unified to (integers in a double CASE, dates
+    /// among timestamps), so values always have their column's type.
+    static func widen(_ e: BoundExpression, from: SQLType, to: SQLType) -> BoundExpression {
+        guard from != to, from != .null else { return e }
+        if case .literal(let v) = e, let cast = try? Evaluator.cast(v, to: to, location: nil, source: nil) { return .literal(cast) }
+        return .cast(e, to)
     }
 
     func unify(_ types: [(SQLType, SourceLocation)], _ what: String) throws -> SQLType {

@@ -106,7 +106,8 @@ extension Binder {
                 types.append((t, a.location))
             }
             let function: ScalarFunction = name == "coalesce" ? .coalesce : name == "greatest" ? .greatest : .least
-            return (.function(function, bound), try unify(types, "\(name)'s arguments"))
+            let type = try unify(types, "\(name)'s arguments")
+            return (.function(function, bound.indices.map { Self.widen(bound[$0], from: types[$0].0, to: type) }), type)
         case "nullif":
             try arity(2...2)
             let (a, t) = try sub(args[0], hint)

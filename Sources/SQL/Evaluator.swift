@@ -41,6 +41,8 @@ enum Evaluator {
             }
             return sawNull ? .null : .bool(negated)
         case .inSubquery(let x, let result, let negated):
+            // Nothing is IN an empty set, NULL included.
+            if result.values.isEmpty && !result.hasNull { return .bool(negated) }
             let v = try evaluate(x, row)
             if v.isNull { return .null }
             if result.values.contains(v) { return .bool(!negated) }

@@ -6,45 +6,6 @@ import QueryEngine
 import TallyTestSupport
 import Testing
 
-/// A project on disk: some events compacted into blocks, the rest left in the log tail.
-struct TestProject {
-    let directory = TemporaryDirectory()
-    let log: EventLog
-    let store: ColumnStore
-    var events: [Event] = []
-
-    init() throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        log = try EventLog.open(directory: directory.path + "/log", logger: logger)
-        store = try ColumnStore.open(directory: directory.path + "/blocks", logger: logger)
-    }
-
-    mutating func add(_ new: [Event]) async throws {
-        guard !new.isEmpty else { return }
-        var start = 0
-        while start < new.count {
-            let slice = Array(new[start..<min(start + 50, new.count)])
-            let builder = BatchBuilder()
-            for e in slice { builder.append(e) }
-            let first = try await log.append(try builder.seal(codec: .lz4))
-            for (i, var e) in slice.enumerated() {
-                e.sequence = first + UInt64(i)
-                events.append(e)
-            }
-            start += 50
-        }
-    }
-
-    func compact(limit: Int = .max) throws {
-        var options = CompactionOptions()
-        options.maxEventsPerRound = max(1, limit)
-        try store.compact(log: log, options: options)
-    }
-
-    func snapshot() throws -> QuerySnapshot { try QuerySnapshot(store: store, log: log) }
-}
-
 let day: Int64 = 86_400_000_000
 let epochDay: Int64 = 19_723 * day  // 2024-01-01, a Monday
 

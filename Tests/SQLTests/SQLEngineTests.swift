@@ -7,29 +7,20 @@ import SQL
 import TallyTestSupport
 import Testing
 
-/// Events on disk, part compacted into blocks and part left in the log tail.
+/// Events on disk: the first `compactFirst` compacted into blocks, the rest in the log tail.
 struct EventFixture {
-    let directory = TemporaryDirectory()
-    let log: EventLog
-    let store: ColumnStore
+    var project: TestProject
 
     init(_ events: [Event], compactFirst: Int = .max) async throws {
-        var logger = Logger(label: "test")
-        logger.logLevel = .critical
-        log = try EventLog.open(directory: directory.path + "/log", logger: logger)
-        store = try ColumnStore.open(directory: directory.path + "/blocks", logger: logger)
-        var start = 0
-        while start < events.count {
-            let builder = BatchBuilder()
-            for e in events[start..<min(start + 50, events.count)] { builder.append(e) }
-            _ = try await log.append(try builder.seal(codec: .lz4))
-            start += 50
-            if start == compactFirst { try store.compact(log: log, options: CompactionOptions()) }
-        }
+        project = try TestProject()
+        let cut = min(compactFirst, events.count)
+        try await project.add(Array(events[..<cut]))
+        if cut > 0 && compactFirst != .max { try project.compact() }
+        try await project.add(Array(events[cut...]))
     }
 
     func query(_ sql: String, _ parameters: [SQLValue] = [], options: SQLOptions = SQLOptions()) throws -> SQLResult {
-        try SQLEngine.execute(sql, parameters: parameters, on: try QuerySnapshot(store: store, log: log), options: options)
+        try SQLEngine.execute(sql, parameters: parameters, on: try project.snapshot(), options: options)
     }
 }
 
