@@ -49,7 +49,7 @@ roundtrip-test: release
 # libFuzzer over the SQL lexer, parser and binder: a short run in `make test`, a long one by hand.
 FUZZ_SECONDS ?= 30
 fuzz-test: deps
-	tools/fuzz-sql/run $(FUZZ_SECONDS)
+	FUZZ_CONFIG=debug tools/fuzz-sql/run $(FUZZ_SECONDS)
 
 fuzz-test-long: deps
 	tools/fuzz-sql/run 1800
