@@ -82,13 +82,31 @@ public struct FunnelResult: Sendable, Equatable {
 public enum FunnelEngine {
     /// One (person, time, step) occurrence. `step` is 0-based; `unrelated` marks another event
     /// of the person, which matters only in strict order.
+    /// 16 bytes: the sort moves millions of these, so the breakdown number is packed into
+    /// the padding after `step` (24 bits, hence `maxBreakdownIds`).
     struct Entry {
         var person: UInt32
         var step: UInt8
-        /// For first-step entries of a breakdown: 1 + the value's index (0: no value).
-        var breakdown: UInt32 = 0
+        private var breakdownHigh: UInt8 = 0
+        private var breakdownLow: UInt16 = 0
         var timestamp: Int64
+
+        init(person: UInt32, step: UInt8, timestamp: Int64) {
+            self.person = person
+            self.step = step
+            self.timestamp = timestamp
+        }
+
+        /// For first-step entries of a breakdown: 1 + the value's index (0: no value).
+        var breakdown: UInt32 {
+            get { UInt32(breakdownHigh) << 16 | UInt32(breakdownLow) }
+            set {
+                breakdownHigh = UInt8(truncatingIfNeeded: newValue >> 16)
+                breakdownLow = UInt16(truncatingIfNeeded: newValue)
+            }
+        }
     }
+    static let maxBreakdownIds = (1 << 24) - 1
     static let unrelated: UInt8 = 255
     /// Entries of exclusion events have step `exclusionBase + index`: after every step at
     /// equal times, so a step and an exclusion at the same instant count the step first.
@@ -129,6 +147,7 @@ public enum FunnelEngine {
                 case .presenceOnly: continue
                 }
                 if let id = valueIds[text] { return id }
+                guard values.count < maxBreakdownIds else { return 0 }
                 values.append(text)
                 valueIds[text] = UInt32(values.count)
                 return UInt32(values.count)
@@ -199,8 +218,11 @@ public enum FunnelEngine {
         for part in parallelMap(blocks.count, threads: threads, { try blockEntries(of: blocks[$0], query, snapshot) }) {
             var block = try part.get()
             if !block.values.isEmpty {
-                let global: [UInt32] = [0] + block.values.map { text in
+                let global: [UInt32] = try [0] + block.values.map { text in
                     if let id = valueIds[text] { return id }
+                    guard values.count < maxBreakdownIds else {
+                        throw QueryError.memoryBudget("the breakdown property has more than \(maxBreakdownIds) distinct values")
+                    }
                     values.append(text)
                     valueIds[text] = UInt32(values.count)
                     return UInt32(values.count)
