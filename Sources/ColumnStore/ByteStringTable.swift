@@ -49,9 +49,42 @@ public struct ByteStringTable: Sendable {
         return h ^ (h >> 33)
     }
 
+    /// Whether lookups go through the hash index. A table loaded only to map ids to strings
+    /// (`appendWithoutIndex`) has none until something interns into it: loading millions of
+    /// strings then costs no hashing.
+    public var isIndexed: Bool { !slots.isEmpty }
+
+    /// Appends a whole dictionary frame (`count` little-endian `u32` end offsets into
+    /// `blob`) without an index. False, appending nothing, if the ends are not ascending
+    /// within the blob.
+    public mutating func appendWithoutIndex(count n: Int, ends: UnsafeRawBufferPointer, blob frame: UnsafeRawBufferPointer) -> Bool {
+        var previous = 0
+        for i in 0..<n {
+            let end = Int(UInt32(littleEndian: ends.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+            guard end >= previous, end <= frame.count else { return false }
+            previous = end
+        }
+        guard previous == frame.count else { return false }
+        if !slots.isEmpty { slots = [] }
+        let base = UInt32(blob.count)
+        offsets.reserveCapacity(offsets.count + n)
+        for i in 0..<n { offsets.append(base + UInt32(littleEndian: ends.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
+        blob.append(contentsOf: frame)
+        return true
+    }
+
+    /// Builds the hash index of a table loaded without one.
+    public mutating func buildIndex() {
+        guard slots.isEmpty else { return }
+        var size = 16
+        while size < count * 2 + 2 { size <<= 1 }
+        rehash(size)
+    }
+
     /// The id of `bytes`, adding it if new.
     @inline(__always)
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        if slots.isEmpty { buildIndex() }
         let h = Self.hash(bytes)
         let tag = h >> 32
         var slot = Int(truncatingIfNeeded: h) & mask
@@ -71,8 +104,12 @@ public struct ByteStringTable: Sendable {
         return id
     }
 
-    /// The id of `bytes` if present.
+    /// The id of `bytes` if present (a linear scan on a table without its index).
     public func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
+        if slots.isEmpty {
+            for id in 0..<count where equals(id: id, bytes) { return UInt32(id) }
+            return nil
+        }
         let h = Self.hash(bytes)
         let tag = h >> 32
         var slot = Int(truncatingIfNeeded: h) & mask

@@ -32,7 +32,11 @@ public final class ColumnStore: @unchecked Sendable {
     /// Opens the store in `directory` (creating it), finishing what a crash interrupted:
     /// temporary files and block files the manifest does not list are deleted, since a
     /// block becomes live only when a published manifest names it.
-    public static func open(directory: String, logger: Logger = Logger(label: "tally.blocks")) throws -> ColumnStore {
+    /// `indexDictionaries: false` opens the id dictionaries without their hash indexes, for a
+    /// reader such as `tally query` that maps ids to strings and seldom looks strings up.
+    public static func open(
+        directory: String, logger: Logger = Logger(label: "tally.blocks"), indexDictionaries: Bool = true
+    ) throws -> ColumnStore {
         try FileIO.makeDirectories(directory)
         let manifestPath = directory + "/" + Manifest.fileName
         let manifest = FileIO.exists(manifestPath) ? try Manifest.decode(try FileIO.readFile(manifestPath)) : Manifest()
@@ -48,8 +52,8 @@ public final class ColumnStore: @unchecked Sendable {
             try FileIO.fsyncDirectory(directory)
             logger.info("removed unpublished or replaced block files", metadata: ["files": "\(removed)"])
         }
-        let users = try GlobalDictionary.open(path: directory + "/" + usersDictionary)
-        let sessions = try GlobalDictionary.open(path: directory + "/" + sessionsDictionary)
+        let users = try GlobalDictionary.open(path: directory + "/" + usersDictionary, indexed: indexDictionaries)
+        let sessions = try GlobalDictionary.open(path: directory + "/" + sessionsDictionary, indexed: indexDictionaries)
         guard users.count >= Int(manifest.userDictionaryCount), sessions.count >= Int(manifest.sessionDictionaryCount) else {
             throw BlockFormatError.badFooter(
                 "dictionaries hold \(users.count) users and \(sessions.count) sessions, the manifest needs \(manifest.userDictionaryCount) and \(manifest.sessionDictionaryCount)")

@@ -47,7 +47,9 @@ public struct GlobalDictionary {
     public var count: Int { table.count }
 
     /// Opens (or creates) the dictionary at `path`, dropping a torn or corrupt tail.
-    public static func open(path: String) throws -> GlobalDictionary {
+    /// `indexed: false` skips building the hash index (readers that only map ids to strings);
+    /// the first `intern` builds it.
+    public static func open(path: String, indexed: Bool = true) throws -> GlobalDictionary {
         if !FileIO.exists(path) {
             var header = magic
             header += [1, 0, 0, 0, 0, 0, 0, 0]
@@ -57,7 +59,7 @@ public struct GlobalDictionary {
         guard bytes.count >= headerSize, Array(bytes[0..<8]) == magic else {
             throw BlockFormatError.notABlock("\(path) is not a dictionary file")
         }
-        let (table, offset) = parse(bytes)
+        let (table, offset) = parse(bytes, indexed: indexed)
         if offset < bytes.count {
             let fd = try FileIO.open(path, flags: O_WRONLY)
             defer { FileIO.close(fd) }
@@ -69,7 +71,7 @@ public struct GlobalDictionary {
 
 
     /// The strings of every intact frame, and the offset after the last one.
-    static func parse(_ bytes: [UInt8]) -> (ByteStringTable, Int) {
+    static func parse(_ bytes: [UInt8], indexed: Bool = true) -> (ByteStringTable, Int) {
         var table = ByteStringTable(capacity: 1024)
         var offset = headerSize
         bytes.withUnsafeBytes { raw in
@@ -88,7 +90,7 @@ public struct GlobalDictionary {
                 blobBytes += max(0, Int(rawLength) - Int(count) * 4)
                 scan += frameHeaderSize + Int(storedLength)
             }
-            table.reserve(count: total, bytes: blobBytes)
+            if indexed { table.reserve(count: total, bytes: blobBytes) }
             while offset + frameHeaderSize <= raw.count {
                 var r = ByteReader(raw, offset: offset)
                 guard r.read(UInt32.self) == frameMagic, let first = r.read(UInt32.self), let count = r.read(UInt32.self),
@@ -104,6 +106,9 @@ public struct GlobalDictionary {
                 guard (try? payload.withUnsafeMutableBytes { try codec.decompress(stored, into: $0) }) != nil else { break }
                 let valid = payload.withUnsafeBytes { p -> Bool in
                     let blob = UnsafeRawBufferPointer(rebasing: p[(Int(count) * 4)...])
+                    if !indexed {
+                        return table.appendWithoutIndex(count: Int(count), ends: UnsafeRawBufferPointer(rebasing: p[..<(Int(count) * 4)]), blob: blob)
+                    }
                     var start = 0
                     for i in 0..<Int(count) {
                         let end = Int(UInt32(littleEndian: p.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))

@@ -85,7 +85,7 @@ public final class QuerySnapshot: @unchecked Sendable {
 
 /// Project ids of strings: a dictionary snapshot plus ids of its own past the end of it.
 public struct IdTable: Sendable {
-    let base: ByteStringTable
+    var base: ByteStringTable
     var extra = ByteStringTable(capacity: 256)
 
     init(base: ByteStringTable) {
@@ -95,6 +95,8 @@ public struct IdTable: Sendable {
     public var count: Int { base.count + extra.count }
 
     mutating func id(of bytes: UnsafeRawBufferPointer) -> UInt32 {
+        // A dictionary opened without its index gets one once the log tail needs lookups.
+        if !base.isIndexed { base.buildIndex() }
         if let id = base.find(bytes) { return id }
         return UInt32(base.count) + extra.intern(bytes)
     }

@@ -48,7 +48,8 @@ struct Query: ParsableCommand {
             log = nil
         }
         defer { log?.close() }
-        let store = try ColumnStore.open(directory: target.blockDirectory, logger: logger)
+        // Ids only need mapping to strings here: skip hashing millions of dictionary entries.
+        let store = try ColumnStore.open(directory: target.blockDirectory, logger: logger, indexDictionaries: false)
         let snapshot = try QuerySnapshot(store: store, log: log)
         var options = SQLOptions()
         options.timeoutSeconds = timeout

@@ -296,3 +296,39 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
         }
     }
 }
+
+@Suite struct DictionaryTests {
+    /// A dictionary opened without its hash index maps ids to the same strings, finds them by
+    /// scanning, and builds the index the moment something is interned.
+    @Test func dictionariesOpenedWithoutAnIndexAnswerTheSame() throws {
+        let directory = TemporaryDirectory()
+        let path = directory.path + "/users.dict"
+        var rng = SeededRandom(seed: 11)
+        var dictionary = try GlobalDictionary.open(path: path)
+        var strings: [String] = []
+        for round in 0..<3 {
+            for i in 0..<500 {
+                let s = "user_\(round)_\(i)_" + randomString(&rng, maxLength: 6)
+                strings.append(s)
+                var copy = s
+                _ = copy.withUTF8 { dictionary.intern(UnsafeRawBufferPointer($0)) }
+            }
+            try dictionary.persist()  // one frame per round
+        }
+        let indexed = try GlobalDictionary.open(path: path)
+        var plain = try GlobalDictionary.open(path: path, indexed: false)
+        #expect(!plain.table.isIndexed)
+        #expect(plain.count == indexed.count)
+        for id in [0, 1, 499, 500, 1234, indexed.count - 1] {
+            #expect(plain.string(id) == indexed.string(id))
+            #expect(plain.find(indexed.string(id)) == UInt32(id))
+        }
+        #expect(plain.find("nobody") == nil)
+        var fresh = "someone new"
+        let id = fresh.withUTF8 { plain.intern(UnsafeRawBufferPointer($0)) }
+        #expect(plain.table.isIndexed)
+        #expect(id == UInt32(indexed.count))
+        var again = strings[42]
+        #expect(again.withUTF8 { plain.intern(UnsafeRawBufferPointer($0)) } == indexed.find(strings[42]))
+    }
+}
