@@ -388,16 +388,7 @@ final class Binder {
     /// Time bounds and event names that let the scan skip whole blocks. The filter itself
     /// stays in the plan, so push-down only ever narrows what is read.
     func pushDown(_ filter: BoundExpression, into scan: TableScan) {
-        var conjuncts: [BoundExpression] = []
-        func split(_ e: BoundExpression) {
-            if case .binary(.and, let l, let r) = e {
-                split(l)
-                split(r)
-            } else {
-                conjuncts.append(e)
-            }
-        }
-        split(filter)
+        let conjuncts = filter.conjuncts
         scan.conjuncts = conjuncts
         let timeColumns: Set<String> = scan.table == .events ? ["timestamp", "date"] : scan.table == .conversations ? ["started_at", "date"] : []
         for (index, c) in conjuncts.enumerated() {

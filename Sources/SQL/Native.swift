@@ -92,17 +92,7 @@ struct NativeAggregate {
         // Every WHERE conjunct must be one the scan's push-down already applies exactly.
         var eventName: String?
         if let filter {
-            var conjuncts: [BoundExpression] = []
-            func split(_ e: BoundExpression) {
-                if case .binary(.and, let l, let r) = e {
-                    split(l)
-                    split(r)
-                } else {
-                    conjuncts.append(e)
-                }
-            }
-            split(filter)
-            for c in conjuncts {
+            for c in filter.conjuncts {
                 switch c {
                 case .binary(let op, .column(let i), .literal(let v)) where op.isComparison && op != .notEqual,
                     .binary(let op, .literal(let v), .column(let i)) where op.isComparison && op != .notEqual:

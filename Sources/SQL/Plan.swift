@@ -33,6 +33,12 @@ indirect enum BoundExpression: CustomStringConvertible {
         }
     }
 
+    /// The expression split at its top-level ANDs.
+    var conjuncts: [BoundExpression] {
+        if case .binary(.and, let l, let r) = self { return l.conjuncts + r.conjuncts }
+        return [self]
+    }
+
     /// The input columns the expression reads.
     var columnsRead: Set<Int> {
         switch self {
