@@ -101,6 +101,19 @@ public enum ConversationEngine {
         "conversation_started", "message_received", "message_sent", "fallback_triggered", "handoff", "conversation_ended",
     ]
 
+    /// Per `event_name` code of a block (plus its null code): 0 not a bot event, 1 another
+    /// bot event, 2 a message, 3 the conversation's end.
+    public static func eventKinds(_ dictionary: StringDictionary) -> [UInt8] {
+        var kind = [UInt8](repeating: 0, count: dictionary.count + 1)
+        for code in 0..<dictionary.count {
+            let name = dictionary.string(code)
+            if eventNames.contains(name) {
+                kind[code] = name.hasPrefix("message_") ? 2 : name == "conversation_ended" ? 3 : 1
+            }
+        }
+        return kind
+    }
+
     struct Session {
         var first = Int64.max
         var last = Int64.min
@@ -126,14 +139,7 @@ public enum ConversationEngine {
             guard let nameColumn = try columns.builtin("event_name"), case .codes(let names, let dictionary) = nameColumn.values,
                 let sessionColumn = try columns.builtin("session_id"), case .ints(let sessionIds) = sessionColumn.values
             else { continue }
-            // Per code: 0 not a bot event, 1 other bot event, 2 message, 3 ended.
-            var kind = [UInt8](repeating: 0, count: dictionary.count + 1)
-            for code in 0..<dictionary.count {
-                let name = dictionary.string(code)
-                if eventNames.contains(name) {
-                    kind[code] = name.hasPrefix("message_") ? 2 : name == "conversation_ended" ? 3 : 1
-                }
-            }
+            let kind = eventKinds(dictionary)
             var botRows: [Bool]? = nil
             if let bot = query.botId {
                 botRows = try PropertyFilter(property: "bot_id", op: .equals, value: .string(bot)).rows(

@@ -40,14 +40,7 @@ enum DerivedTables {
             guard let nameColumn = try columns.builtin("event_name"), case .codes(let names, let dictionary) = nameColumn.values,
                 let sessionColumn = try columns.builtin("session_id"), case .ints(let sessionIds) = sessionColumn.values
             else { continue }
-            // Per code: 0 not a bot event, 1 other bot event, 2 message, 3 ended.
-            var kind = [UInt8](repeating: 0, count: dictionary.count + 1)
-            for code in 0..<dictionary.count {
-                let name = dictionary.string(code)
-                if ConversationEngine.eventNames.contains(name) {
-                    kind[code] = name.hasPrefix("message_") ? 2 : name == "conversation_ended" ? 3 : 1
-                }
-            }
+            let kind = ConversationEngine.eventKinds(dictionary)
             let ts = try columns.timestamps()
             let persons = try columns.persons()
             let bots = try columns.builtin("bot_id")
@@ -143,7 +136,7 @@ enum DerivedTables {
             var names: CodeVector?
             if let c = try columns.builtin("event_name"), case .codes(let codes, let dictionary) = c.values {
                 names = codes
-                isMessage = (0..<dictionary.count).map { dictionary.string($0).hasPrefix("message_") && ConversationEngine.eventNames.contains(dictionary.string($0)) } + [false]
+                isMessage = ConversationEngine.eventKinds(dictionary).map { $0 == 2 }
             }
             let sessionColumn = try columns.builtin("session_id")
             let sources = try propertySlots.map { try scanner.source(slot: $0, columns, ts) }
