@@ -8,7 +8,7 @@ struct Parser {
     var parameterCount = 0
     /// Nesting depth, bounded so that hostile input cannot overflow the stack.
     var depth = 0
-    static let maximumDepth = 200
+    static let maximumDepth = 100
 
     init(_ source: String) throws(SQLError) {
         self.source = source
@@ -82,6 +82,15 @@ struct Parser {
 
     func error(_ message: String, at location: SourceLocation? = nil) -> SQLError {
         SQLError(.syntax, message + ", found \(describe(current))", at: location ?? current.location, in: source)
+    }
+
+    /// A left-deep chain (`a + b + c …`) nests one level per operator though the parser
+    /// loops: count its links against the same bound, or the binder's recursion would not be.
+    mutating func link(_ links: inout Int) throws(SQLError) {
+        links += 1
+        guard depth + links <= Self.maximumDepth else {
+            throw SQLError(.syntax, "expression nests more than \(Self.maximumDepth) levels deep", at: current.location, in: source)
+        }
     }
 
     mutating func enter() throws(SQLError) {
@@ -273,7 +282,9 @@ struct Parser {
 
     mutating func disjunction() throws(SQLError) -> Expression {
         var left = try conjunction()
+        var links = 0
         while isKeyword(.or) {
+            try link(&links)
             let location = current.location
             advance()
             left = Expression(.binary(.or, left, try conjunction()), at: location)
@@ -283,7 +294,9 @@ struct Parser {
 
     mutating func conjunction() throws(SQLError) -> Expression {
         var left = try negation()
+        var links = 0
         while isKeyword(.and) {
+            try link(&links)
             let location = current.location
             advance()
             left = Expression(.binary(.and, left, try negation()), at: location)
@@ -348,7 +361,9 @@ struct Parser {
 
     mutating func concatenation() throws(SQLError) -> Expression {
         var left = try additive()
+        var links = 0
         while isSymbol("||") {
+            try link(&links)
             let location = current.location
             advance()
             left = Expression(.binary(.concatenate, left, try additive()), at: location)
@@ -358,10 +373,12 @@ struct Parser {
 
     mutating func additive() throws(SQLError) -> Expression {
         var left = try multiplicative()
+        var links = 0
         while true {
             let location = current.location
             let op: BinaryOperator
             if isSymbol("+") { op = .add } else if isSymbol("-") { op = .subtract } else { return left }
+            try link(&links)
             advance()
             left = Expression(.binary(op, left, try multiplicative()), at: location)
         }
@@ -369,10 +386,12 @@ struct Parser {
 
     mutating func multiplicative() throws(SQLError) -> Expression {
         var left = try unary()
+        var links = 0
         while true {
             let location = current.location
             let op: BinaryOperator
             if isSymbol("*") { op = .multiply } else if isSymbol("/") { op = .divide } else if isSymbol("%") { op = .modulo } else { return left }
+            try link(&links)
             advance()
             left = Expression(.binary(op, left, try unary()), at: location)
         }

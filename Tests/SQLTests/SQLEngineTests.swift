@@ -157,6 +157,16 @@ func conversationEvents() -> [Event] {
         }
     }
 
+    /// Found by the fuzzer: a long operator chain once built a tree deep enough to overflow
+    /// the stack while binding.
+    @Test func longOperatorChainsAreRefusedNotOverflowed() throws {
+        for op in ["+", "*", "||", "AND", "OR"] {
+            let sql = "SELECT " + Array(repeating: "1", count: 5000).joined(separator: " \(op) ")
+            #expect(throws: SQLError.self) { try SQLEngine.check(sql) }
+        }
+        try SQLEngine.check("SELECT " + Array(repeating: "1", count: 50).joined(separator: " + "))
+    }
+
     @Test func caretPointsAtTheProblem() throws {
         do {
             try SQLEngine.check("SELECT a,\n  b c d FROM events")
