@@ -298,26 +298,47 @@ public struct BlockBuilder {
 
     /// The order rows are written in: by person (user id, else anonymous id, else last),
     /// then timestamp, then sequence.
+    ///
+    /// Two sorts of plain 64-bit keys instead of one of structs under a comparator: rows are
+    /// ranked by (timestamp, arrival), then sorted by (person, that rank). Rows of one person
+    /// at one timestamp, rare, are then put in sequence order.
     func rowOrder() -> [UInt32] {
-        struct Key: Comparable {
-            var actor: UInt32
-            var timestamp: Int64
-            var sequence: Int64
-            var row: UInt32
-            static func < (a: Key, b: Key) -> Bool {
-                if a.actor != b.actor { return a.actor < b.actor }
-                if a.timestamp != b.timestamp { return a.timestamp < b.timestamp }
-                return UInt64(bitPattern: a.sequence) < UInt64(bitPattern: b.sequence)
-            }
+        let n = rows
+        let actors = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = users[i] != Self.none ? users[i] : anonymous[i] }
+            count = n
         }
-        var keys = [Key]()
-        keys.reserveCapacity(rows)
-        for i in 0..<rows {
-            let actor = users[i] != Self.none ? users[i] : anonymous[i]
-            keys.append(Key(actor: actor, timestamp: timestamps[i], sequence: sequences[i], row: UInt32(i)))
+        guard let byTime = SequencePrediction.timeOrder(timestamps.buffer) else { return rowOrderByComparison(actors) }
+        var rank = [UInt32](repeating: 0, count: n)
+        for (r, row) in byTime.enumerated() { rank[Int(row)] = UInt32(r) }
+        var keys = [UInt64](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = UInt64(actors[i]) << 32 | UInt64(rank[i]) }
+            count = n
         }
         keys.sort()
-        return keys.map(\.row)
+        var order = keys.map { byTime[Int($0 & 0xFFFF_FFFF)] }
+        var i = 0
+        while i < n {
+            var end = i + 1
+            let row = Int(order[i])
+            while end < n && actors[Int(order[end])] == actors[row] && timestamps[Int(order[end])] == timestamps[row] { end += 1 }
+            if end - i > 1 {
+                order[i..<end].sort { UInt64(bitPattern: sequences[Int($0)]) < UInt64(bitPattern: sequences[Int($1)]) }
+            }
+            i = end
+        }
+        return order
+    }
+
+    private func rowOrderByComparison(_ actors: [UInt32]) -> [UInt32] {
+        var order = (0..<UInt32(rows)).map { $0 }
+        order.sort { a, b in
+            let (x, y) = (Int(a), Int(b))
+            if actors[x] != actors[y] { return actors[x] < actors[y] }
+            if timestamps[x] != timestamps[y] { return timestamps[x] < timestamps[y] }
+            return UInt64(bitPattern: sequences[x]) < UInt64(bitPattern: sequences[y])
+        }
+        return order
     }
 
     /// Encodes the block: header, chunks, footer, trailer. `codec` compresses every chunk
@@ -341,41 +362,35 @@ public struct BlockBuilder {
         let writer = BlockWriter(codec: codec, level: level, rows: rows)
         let n = rows
 
-        var ts = [Int64](repeating: 0, count: n)
-        var recv = [Int64](repeating: 0, count: n)
-        var seq = [Int64](repeating: 0, count: n)
-        for (r, old) in order.enumerated() {
-            ts[r] = timestamps[Int(old)]
-            recv[r] = received[Int(old)]
-            seq[r] = sequences[Int(old)]
-        }
+        let ts = gather(timestamps.buffer, order)
+        let recv = gather(received.buffer, order)
+        let seq = gather(sequences.buffer, order)
         try writer.addIntColumn("timestamp", kind: .int, values: ts, presentRows: nil)
-        var relative = [Int64](repeating: 0, count: n)
-        for i in 0..<n { relative[i] = recv[i] &- ts[i] }
+        let relative = [Int64](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = recv[i] &- ts[i] }
+            count = n
+        }
         try writer.addIntColumn("received_at", kind: .int, values: recv, presentRows: nil, alternative: (relative, 1))
-        let predicted = SequencePrediction.predict(timestamps: ts, sequences: seq)
-        var residual = [Int64](repeating: 0, count: n)
-        for i in 0..<n { residual[i] = seq[i] &- predicted[i] }
+        // Arrival order is sequence order unless older blocks were merged in.
+        var sortedSequences = sequences.buffer.map { UInt64(bitPattern: $0) }
+        if zip(sortedSequences, sortedSequences.dropFirst()).contains(where: { $0 > $1 }) { sortedSequences.sort() }
+        let predicted = SequencePrediction.predict(timestamps: ts, sortedSequences: sortedSequences.map { Int64(bitPattern: $0) })
+        let residual = [Int64](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = seq[i] &- predicted[i] }
+            count = n
+        }
         try writer.addIntColumn(
             "sequence", kind: .int, values: seq, presentRows: nil, alternative: (residual, SequencePrediction.parameter))
-        try writer.addStringColumn("event_name", kind: .string, table: names, codes: order.map { nameCodes[Int($0)] }, presentRows: nil)
+        try writer.addStringColumn("event_name", kind: .string, table: names, codes: gather(nameCodes.buffer, order), presentRows: nil)
 
         for (column, ids) in [("user_id", users), ("anonymous_id", anonymous), ("session_id", sessions)] {
-            var present: [UInt32] = []
-            var values: [Int64] = []
-            for (r, old) in order.enumerated() where ids[Int(old)] != Self.none {
-                present.append(UInt32(r))
-                values.append(Int64(ids[Int(old)]))
+            let (present, values) = presentGather(ids.buffer, order)
+            if !present.isEmpty {
+                try writer.addIntColumn(column, kind: .globalId, values: values.map { Int64($0) }, presentRows: present)
             }
-            if !present.isEmpty { try writer.addIntColumn(column, kind: .globalId, values: values, presentRows: present) }
         }
         for (column, table, codes) in [("bot_id", bots, botCodes), ("event_id", eventIds, eventIdCodes)] {
-            var present: [UInt32] = []
-            var values: [UInt32] = []
-            for (r, old) in order.enumerated() where codes[Int(old)] != Self.none {
-                present.append(UInt32(r))
-                values.append(codes[Int(old)])
-            }
+            let (present, values) = presentGather(codes.buffer, order)
             if !present.isEmpty { try writer.addStringColumn(column, kind: .string, table: table, codes: values, presentRows: present) }
         }
         if !clampedRows.isEmpty {
@@ -384,26 +399,43 @@ public struct BlockBuilder {
             try writer.addPresenceOnlyColumn("timestamp_clamped", presentRows: clampedRows.map { inverse[Int($0)] }.sorted(), property: false)
         }
 
-        // Properties: walk rows in output order and deal each entry to its column.
-        let present = properties.map { _ in ColumnBuffer<UInt32>(capacity: 256) }
-        let valueOrder = properties.map { _ in ColumnBuffer<UInt32>(capacity: 256) }
-        for (r, old) in order.enumerated() {
-            for e in Int(entryStart[Int(old)])..<Int(entryStart[Int(old) + 1]) {
-                let c = Int(entryColumn[e])
-                present[c].append(UInt32(r))
-                valueOrder[c].append(entryValue[e])
+        // Properties: count each column's entries, then walk rows in output order and deal
+        // each entry to its column's stretch of two shared arrays.
+        let columnCount = properties.count
+        let entries = entryColumn.count
+        var stretchStart = [Int](repeating: 0, count: columnCount + 1)
+        for e in 0..<entries { stretchStart[Int(entryColumn.base[e]) + 1] += 1 }
+        for c in 0..<columnCount { stretchStart[c + 1] += stretchStart[c] }
+        var dealtRows = [UInt32](repeating: 0, count: entries)
+        var dealtValues = [UInt32](repeating: 0, count: entries)
+        var cursor = stretchStart
+        order.withUnsafeBufferPointer { o in
+            dealtRows.withUnsafeMutableBufferPointer { rowsOut in
+                dealtValues.withUnsafeMutableBufferPointer { valuesOut in
+                    let starts = entryStart.base, columns = entryColumn.base, values = entryValue.base
+                    for r in 0..<n {
+                        let old = Int(o[r])
+                        for e in Int(starts[old])..<Int(starts[old + 1]) {
+                            let c = Int(columns[e])
+                            let at = cursor[c]
+                            rowsOut[at] = UInt32(r)
+                            valuesOut[at] = values[e]
+                            cursor[c] = at + 1
+                        }
+                    }
+                }
             }
         }
         // Columns in key order, so that a block's footer reads alphabetically.
-        let slots = properties.indices.filter { !present[$0].isEmpty }.sorted { a, b in
+        let slots = properties.indices.filter { stretchStart[$0 + 1] > stretchStart[$0] }.sorted { a, b in
             let ka = propertyKeys.bytes(properties[a].keyId), kb = propertyKeys.bytes(properties[b].keyId)
             return ka.lexicographicallyPrecedes(kb) || (ka == kb && properties[a].kind.rawValue < properties[b].kind.rawValue)
         }
         for slot in slots {
             let column = properties[slot]
             let name = propertyKeys.string(column.keyId)
-            let rowsPresent = Array(present[slot].buffer)
-            let picks = valueOrder[slot].buffer
+            let rowsPresent = Array(dealtRows[stretchStart[slot]..<stretchStart[slot + 1]])
+            let picks = dealtValues[stretchStart[slot]..<stretchStart[slot + 1]]
             switch column.kind {
             case .int:
                 try writer.addIntColumn(name, kind: .int, values: picks.map { column.ints[Int($0)] }, presentRows: rowsPresent, property: true)
@@ -422,7 +454,7 @@ public struct BlockBuilder {
             }
         }
         var ranges: [SequenceRange] = []
-        for s in sequences.map({ UInt64(bitPattern: $0) }).sorted() {
+        for s in sortedSequences {
             if let last = ranges.last, last.end == s {
                 ranges[ranges.count - 1].end = s + 1
             } else {
@@ -434,6 +466,34 @@ public struct BlockBuilder {
             userDictionaryCount: userDictionaryCount, sessionDictionaryCount: sessionDictionaryCount,
             sequenceRanges: ranges, columns: writer.columns)
         return (writer.finish(footer: footer), footer)
+    }
+
+    /// The output rows where `values` (in builder order) is not `none`, and the values there.
+    private func presentGather(_ values: UnsafeBufferPointer<UInt32>, _ order: [UInt32]) -> (present: [UInt32], values: [UInt32]) {
+        var present: [UInt32] = []
+        var gathered: [UInt32] = []
+        present.reserveCapacity(order.count)
+        gathered.reserveCapacity(order.count)
+        order.withUnsafeBufferPointer { o in
+            for r in o.indices {
+                let v = values[Int(o[r])]
+                if v != Self.none {
+                    present.append(UInt32(r))
+                    gathered.append(v)
+                }
+            }
+        }
+        return (present, gathered)
+    }
+
+    /// `values` in the order of `order` (output row → builder row).
+    private func gather<T: BitwiseCopyable>(_ values: UnsafeBufferPointer<T>, _ order: [UInt32]) -> [T] {
+        [T](unsafeUninitializedCapacity: order.count) { buffer, count in
+            order.withUnsafeBufferPointer { o in
+                for r in o.indices { buffer[r] = values[Int(o[r])] }
+            }
+            count = order.count
+        }
     }
 
     /// A key with both integer and fractional values becomes one double column, so a number
@@ -508,21 +568,48 @@ enum SequencePrediction {
     /// For each row, the sequence number the k-th smallest timestamp would have, where k is
     /// the row's rank by (timestamp, row).
     static func predict(timestamps: [Int64], sequences: [Int64]) -> [Int64] {
-        let sorted = sequences.sorted { UInt64(bitPattern: $0) < UInt64(bitPattern: $1) }
-        return predict(timestamps: timestamps, sortedSequences: sorted)
+        var sorted = sequences.map { UInt64(bitPattern: $0) }
+        if zip(sorted, sorted.dropFirst()).contains(where: { $0 > $1 }) { sorted.sort() }
+        return predict(timestamps: timestamps, sortedSequences: sorted.map { Int64(bitPattern: $0) })
     }
 
     static func predict(timestamps: [Int64], sortedSequences: [Int64]) -> [Int64] {
         let n = timestamps.count
-        var byTime = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
-            for i in 0..<n { buffer[i] = UInt32(i) }
-            count = n
-        }
-        timestamps.withUnsafeBufferPointer { t in
-            byTime.sort { a, b in t[Int(a)] < t[Int(b)] || (t[Int(a)] == t[Int(b)] && a < b) }
+        let byTime = timestamps.withUnsafeBufferPointer { (t: UnsafeBufferPointer<Int64>) -> [UInt32] in
+            if let order = timeOrder(t) { return order }
+            var order = (0..<UInt32(n)).map { $0 }
+            order.sort { (a: UInt32, b: UInt32) -> Bool in
+                let (x, y) = (t[Int(a)], t[Int(b)])
+                return x < y || (x == y && a < b)
+            }
+            return order
         }
         var predicted = [Int64](repeating: 0, count: n)
         for (rank, row) in byTime.enumerated() { predicted[Int(row)] = sortedSequences[rank] }
         return predicted
+    }
+
+    /// The rows ordered by (timestamp, row), by sorting keys that pack the timestamp's offset
+    /// from the minimum above the row number; nil when the two do not fit in 64 bits (never
+    /// for one day of timestamps, which spans 37 bits).
+    static func timeOrder(_ timestamps: UnsafeBufferPointer<Int64>) -> [UInt32]? {
+        let n = timestamps.count
+        guard n > 0 else { return [] }
+        var minimum = Int64.max
+        var maximum = Int64.min
+        for t in timestamps {
+            minimum = Swift.min(minimum, t)
+            maximum = Swift.max(maximum, t)
+        }
+        let rowBits = UInt64(64 - UInt64(n).leadingZeroBitCount)
+        let span = maximum.subtractingReportingOverflow(minimum)
+        guard !span.overflow, rowBits < 64, UInt64(span.partialValue) >> (64 - rowBits) == 0 else { return nil }
+        var keys = [UInt64](unsafeUninitializedCapacity: n) { buffer, count in
+            for i in 0..<n { buffer[i] = UInt64(timestamps[i] &- minimum) << rowBits | UInt64(i) }
+            count = n
+        }
+        keys.sort()
+        let rowMask = (UInt64(1) << rowBits) &- 1
+        return keys.map { UInt32(truncatingIfNeeded: $0 & rowMask) }
     }
 }

@@ -1,9 +1,15 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A growable buffer of plain values for the compactor's per-row columns.
 ///
 /// Appending to a Swift array that lives inside a struct inside an array (or a class) costs a
 /// uniqueness check and an exclusivity check per call; the builder appends a dozen values per
 /// event. This buffer is a class with unchecked storage: appends are a capacity compare and a
-/// store. It is never shared between threads while being written.
+/// store. It grows with `realloc`, which moves a large buffer by remapping its pages instead
+/// of copying them into freshly zeroed ones. It is never shared between threads while being
+/// written.
 final class ColumnBuffer<Element: BitwiseCopyable>: RandomAccessCollection, MutableCollection {
     @exclusivity(unchecked) private(set) var base: UnsafeMutablePointer<Element>
     @exclusivity(unchecked) private(set) var capacity: Int
@@ -11,7 +17,7 @@ final class ColumnBuffer<Element: BitwiseCopyable>: RandomAccessCollection, Muta
 
     init(capacity: Int = 1024) {
         self.capacity = Swift.max(capacity, 16)
-        base = .allocate(capacity: self.capacity)
+        base = Self.reallocate(nil, capacity: self.capacity)
     }
 
     convenience init(_ values: some Collection<Element>) {
@@ -19,7 +25,14 @@ final class ColumnBuffer<Element: BitwiseCopyable>: RandomAccessCollection, Muta
         for v in values { append(v) }
     }
 
-    deinit { base.deallocate() }
+    deinit { free(base) }
+
+    private static func reallocate(_ pointer: UnsafeMutablePointer<Element>?, capacity: Int) -> UnsafeMutablePointer<Element> {
+        let (bytes, overflow) = capacity.multipliedReportingOverflow(by: MemoryLayout<Element>.stride)
+        precondition(!overflow, "column buffer of \(capacity) values overflows")
+        guard let raw = realloc(pointer, bytes) else { fatalError("out of memory growing a column buffer to \(bytes) bytes") }
+        return raw.bindMemory(to: Element.self, capacity: capacity)
+    }
 
     var startIndex: Int { 0 }
     var endIndex: Int { count }
@@ -59,10 +72,7 @@ final class ColumnBuffer<Element: BitwiseCopyable>: RandomAccessCollection, Muta
     private func grow(_ needed: Int) {
         var newCapacity = capacity * 2
         while newCapacity < needed { newCapacity *= 2 }
-        let newBase = UnsafeMutablePointer<Element>.allocate(capacity: newCapacity)
-        newBase.initialize(from: base, count: count)
-        base.deallocate()
-        base = newBase
+        base = Self.reallocate(base, capacity: newCapacity)
         capacity = newCapacity
     }
 }

@@ -70,34 +70,43 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
         case .frame:
             let base = n > 0 ? values[0] : 0
             var d: UInt64 = 0
-            for v in values { d = gcd(d, UInt64(bitPattern: v &- base).magnitudeOfSigned) }
+            for v in values where d != 1 { d = gcd(d, UInt64(bitPattern: v &- base).magnitudeOfSigned) }
             if d == 0 { d = 1 }
             out.append(littleEndian: base)
             out.append(varint: d)
-            var shifted = [Int64](repeating: 0, count: n)
-            for i in 0..<n { shifted[i] = (values[i] &- base) / Int64(bitPattern: d) }
+            let divisor = Int64(bitPattern: d)
+            let shifted = [Int64](unsafeUninitializedCapacity: n) { buffer, count in
+                if divisor == 1 {
+                    for i in 0..<n { buffer[i] = values[i] &- base }
+                } else {
+                    for i in 0..<n { buffer[i] = (values[i] &- base) / divisor }
+                }
+                count = n
+            }
             shifted.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
         case .delta:
             var d: UInt64 = 0
-            for i in 1..<max(n, 1) { d = gcd(d, UInt64(bitPattern: values[i] &- values[i - 1]).magnitudeOfSigned) }
+            for i in 1..<max(n, 1) where d != 1 { d = gcd(d, UInt64(bitPattern: values[i] &- values[i - 1]).magnitudeOfSigned) }
             if d == 0 { d = 1 }
             let first = n > 0 ? values[0] : 0
             out.append(littleEndian: first)
             out.append(varint: d)
-            var zigzags = [Int64](repeating: 0, count: max(n - 1, 0))
-            for i in 1..<max(n, 1) {
-                zigzags[i - 1] = Int64(bitPattern: zigzagEncode((values[i] &- values[i - 1]) / Int64(bitPattern: d)))
+            let divisor = Int64(bitPattern: d)
+            let zigzags = [Int64](unsafeUninitializedCapacity: max(n - 1, 0)) { buffer, count in
+                if divisor == 1 {
+                    for i in 1..<max(n, 1) { buffer[i - 1] = Int64(bitPattern: zigzagEncode(values[i] &- values[i - 1])) }
+                } else {
+                    for i in 1..<max(n, 1) { buffer[i - 1] = Int64(bitPattern: zigzagEncode((values[i] &- values[i - 1]) / divisor)) }
+                }
+                count = max(n - 1, 0)
             }
             zigzags.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
         case .dictionary:
-            guard let table = distinctValues(values, limit: dictionaryLimit) else { return false }
-            var index: [Int64: Int64] = [:]
-            index.reserveCapacity(table.count)
-            for (i, v) in table.enumerated() { index[v] = Int64(i) }
+            var codes = [Int64](repeating: 0, count: n)
+            guard let table = codes.withUnsafeMutableBufferPointer({ dictionaryCodes(values, limit: dictionaryLimit, codes: $0) })
+            else { return false }
             out.append(varint: UInt64(table.count))
             for v in table { out.append(littleEndian: v) }
-            var codes = [Int64](repeating: 0, count: n)
-            for i in 0..<n { codes[i] = index[values[i]]! }
             codes.withUnsafeBufferPointer { writeMiniBlocks($0, into: out) }
         case .runs:
             var starts: [Int64] = []
@@ -189,90 +198,136 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
         guard r.isAtEnd else { throw .badValue("\(r.remaining) trailing bytes in integer chunk") }
     }
 
-    /// The sorted distinct values, or nil past `limit` of them. An open-addressing set of
-    /// raw integers: this runs on every integer column the compactor writes.
-    static func distinctValues(_ values: UnsafeBufferPointer<Int64>, limit: Int) -> [Int64]? {
-        let size = 2 * 8192
+    /// The sorted distinct values, with each value's index among them in `codes`; nil past
+    /// `limit` of them. One pass through an open-addressing table of raw integers (this runs
+    /// on every integer column the compactor writes), then the first-seen ordinals are
+    /// renumbered in sorted order.
+    static func dictionaryCodes(_ values: UnsafeBufferPointer<Int64>, limit: Int, codes: UnsafeMutableBufferPointer<Int64>) -> [Int64]? {
+        let size = 4 * limit
         let mask = size - 1
-        var slots = [Int64](repeating: 0, count: size)
-        var used = [Bool](repeating: false, count: size)
         var found: [Int64] = []
-        for v in values {
-            var slot = Int(truncatingIfNeeded: (UInt64(bitPattern: v) &* 0x9E37_79B9_7F4A_7C15) >> 50) & mask
-            while used[slot] && slots[slot] != v { slot = (slot + 1) & mask }
-            if !used[slot] {
-                if found.count == limit { return nil }
-                used[slot] = true
-                slots[slot] = v
-                found.append(v)
+        let complete = withUnsafeTemporaryAllocation(of: Int64.self, capacity: size) { slots in
+            withUnsafeTemporaryAllocation(of: Int32.self, capacity: size) { ordinals in
+                ordinals.initialize(repeating: -1)
+                for i in values.indices {
+                    let v = values[i]
+                    var slot = Int(truncatingIfNeeded: (UInt64(bitPattern: v) &* 0x9E37_79B9_7F4A_7C15) >> 40) & mask
+                    while ordinals[slot] >= 0 && slots[slot] != v { slot = (slot + 1) & mask }
+                    if ordinals[slot] < 0 {
+                        if found.count == limit { return false }
+                        ordinals[slot] = Int32(found.count)
+                        slots[slot] = v
+                        found.append(v)
+                    }
+                    codes[i] = Int64(ordinals[slot])
+                }
+                return true
             }
         }
-        return found.sorted()
+        guard complete else { return nil }
+        let byValue = found.indices.sorted { found[$0] < found[$1] }
+        var rank = [Int64](repeating: 0, count: found.count)
+        for (r, ordinal) in byValue.enumerated() { rank[ordinal] = Int64(r) }
+        for i in codes.indices { codes[i] = rank[Int(codes[i])] }
+        return byValue.map { found[$0] }
     }
 
     // MARK: Mini-blocks
 
     /// Per mini-block: zigzag-varint minimum, u8 width, u8 exception count, `16 × width`
     /// bytes of packed low bits, then per exception a u8 index and a varint of the high bits.
+    ///
+    /// The width is the one with the fewest total bits, exceptions included. Only 0 and the
+    /// bit lengths that occur can be best, and a mini-block rarely has more than a handful.
     static func writeMiniBlocks(_ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer) {
+        guard let v = values.baseAddress else { return }
+        let n = values.count
+        let offsets = UnsafeMutablePointer<UInt64>.allocate(capacity: miniBlock)
+        let packed = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64 + 1)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 65)
+        let present = UnsafeMutablePointer<Int>.allocate(capacity: 65)
+        defer {
+            offsets.deallocate()
+            packed.deallocate()
+            lengths.deallocate()
+            present.deallocate()
+        }
         var start = 0
-        var packed = [UInt64](repeating: 0, count: 65 * 2)
-        var lengths = [Int](repeating: 0, count: 65)
-        while start < values.count {
-            let end = min(start + miniBlock, values.count)
-            var minimum = values[start]
-            for i in start..<end { minimum = Swift.min(minimum, values[i]) }
-            // Histogram of bit lengths, then the width with the fewest total bits.
-            for l in 0..<65 { lengths[l] = 0 }
-            for i in start..<end {
-                let offset = UInt64(bitPattern: values[i] &- minimum)
-                lengths[64 - offset.leadingZeroBitCount] += 1
+        while start < n {
+            let m = Swift.min(miniBlock, n - start)
+            let block = v + start
+            var minimum = block[0]
+            for i in 1..<Swift.max(m, 1) { minimum = Swift.min(minimum, block[i]) }
+            var all: UInt64 = 0
+            for i in 0..<m {
+                let o = UInt64(bitPattern: block[i] &- minimum)
+                offsets[i] = o
+                all |= o
             }
-            // The best width is 0 or one of the lengths present: try just those.
-            var bestWidth = 64
-            var bestCost = 128 * 64
-            for width in 0...64 where width == 0 || lengths[width] > 0 {
-                var cost = 128 * width
-                if width < 64 {
-                    for length in (width + 1)...64 where lengths[length] > 0 {
-                        cost += lengths[length] * (8 + 8 * ((length - width + 6) / 7))
-                    }
+            let longest = 64 - all.leadingZeroBitCount
+            var bestWidth = longest
+            if longest > 0 {
+                lengths.update(repeating: 0, count: longest + 1)
+                for i in 0..<m { lengths[64 - offsets[i].leadingZeroBitCount] += 1 }
+                var presentCount = 0
+                for l in 1...longest where lengths[l] > 0 {
+                    present[presentCount] = l
+                    presentCount += 1
                 }
-                if cost < bestCost {
-                    bestCost = cost
-                    bestWidth = width
+                // Width 0, then each length that occurs; ties keep the narrower width.
+                var bestCost = Int.max
+                var candidate = 0
+                var width = 0
+                while true {
+                    var cost = 128 * width
+                    for j in 0..<presentCount where present[j] > width {
+                        let l = present[j]
+                        cost += lengths[l] * (8 + 8 * ((l - width + 6) / 7))
+                    }
+                    if cost < bestCost {
+                        bestCost = cost
+                        bestWidth = width
+                    }
+                    guard candidate < presentCount else { break }
+                    width = present[candidate]
+                    candidate += 1
                 }
             }
             out.append(varint: zigzagEncode(minimum))
             out.append(byte: UInt8(bestWidth))
             var exceptions = 0
-            if bestWidth < 64 {
-                for i in start..<end where UInt64(bitPattern: values[i] &- minimum) >> UInt64(bestWidth) != 0 { exceptions += 1 }
+            if bestWidth < longest {
+                for i in 0..<m where offsets[i] >> UInt64(bestWidth) != 0 { exceptions += 1 }
             }
             out.append(byte: UInt8(exceptions))
             // Pack 128 slots (a short last block is padded with zeros) into 2 × width words.
-            for w in 0..<(2 * bestWidth) { packed[w] = 0 }
-            let lowMask: UInt64 = bestWidth == 64 ? .max : (1 << UInt64(bestWidth)) &- 1
-            var bit = 0
-            for i in start..<end {
-                let v = UInt64(bitPattern: values[i] &- minimum) & lowMask
-                let word = bit >> 6
-                let shift = UInt64(bit & 63)
-                packed[word] |= v << shift
-                if shift + UInt64(bestWidth) > 64 { packed[word + 1] |= v >> (64 - shift) }
-                bit += bestWidth
+            let words = 2 * bestWidth
+            if words > 0 {
+                packed.update(repeating: 0, count: words + 1)
+                let lowMask: UInt64 = bestWidth == 64 ? .max : (1 << UInt64(bestWidth)) &- 1
+                var bit = 0
+                for i in 0..<m {
+                    let value = offsets[i] & lowMask
+                    let word = bit >> 6
+                    let shift = UInt64(bit & 63)
+                    packed[word] |= value << shift
+                    // The spill into the next word; `packed` has one spare word for the last.
+                    packed[word + 1] |= shift == 0 ? 0 : value >> (64 - shift)
+                    bit += bestWidth
+                }
+                out.reserve(words * 8)
+                for w in 0..<words { out.append(littleEndian: packed[w]) }
             }
-            for w in 0..<(2 * bestWidth) { out.append(littleEndian: packed[w]) }
             if exceptions > 0 {
-                for i in start..<end {
-                    let high = UInt64(bitPattern: values[i] &- minimum) >> UInt64(bestWidth)
+                for i in 0..<m {
+                    let high = offsets[i] >> UInt64(bestWidth)
                     if high != 0 {
-                        out.append(byte: UInt8(i - start))
+                        out.append(byte: UInt8(i))
                         out.append(varint: high)
                     }
                 }
             }
-            start = end
+            start += m
         }
     }
 

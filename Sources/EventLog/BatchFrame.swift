@@ -148,9 +148,22 @@ public struct BatchHeader: Equatable, Sendable {
 
     /// Decompresses a checked payload into a fresh buffer of `uncompressedLength` bytes.
     public func decompress(_ payload: UnsafeRawBufferPointer) throws -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: Int(uncompressedLength))
-        try out.withUnsafeMutableBytes { try codec.decompress(payload, into: $0) }
+        var out: [UInt8] = []
+        try decompress(payload, into: &out)
         return out
+    }
+
+    /// Decompresses into `out`, reusing its storage when it is not shared.
+    public func decompress(_ payload: UnsafeRawBufferPointer, into out: inout [UInt8]) throws {
+        let n = Int(uncompressedLength)
+        if out.count != n {
+            if out.count > n {
+                out.removeLast(out.count - n)
+            } else {
+                out.append(contentsOf: repeatElement(0, count: n - out.count))
+            }
+        }
+        try out.withUnsafeMutableBytes { try codec.decompress(payload, into: $0) }
     }
 }
 

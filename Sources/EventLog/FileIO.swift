@@ -70,14 +70,25 @@ public enum FileIO {
     }
 
     public static func readFile(_ path: String, limit: Int? = nil) throws -> [UInt8] {
+        var bytes: [UInt8] = []
+        try readFile(path, limit: limit, into: &bytes)
+        return bytes
+    }
+
+    /// Reads a whole file into `bytes`, reusing its storage when it is not shared (a reader
+    /// going through many segments allocates, and faults in, one buffer).
+    public static func readFile(_ path: String, limit: Int? = nil, into bytes: inout [UInt8]) throws {
         let fd = try open(path, flags: O_RDONLY)
         defer { Glibc.close(fd) }
         var size = try fileSize(fd, path: path)
         if let limit { size = min(size, limit) }
-        var bytes = [UInt8](repeating: 0, count: size)
+        if bytes.count > size {
+            bytes.removeLast(bytes.count - size)
+        } else if bytes.count < size {
+            bytes.append(contentsOf: repeatElement(0, count: size - bytes.count))
+        }
         let n = try bytes.withUnsafeMutableBytes { try pread(fd, into: $0, at: 0, path: path) }
         if n < size { bytes.removeLast(size - n) }
-        return bytes
     }
 
     public static func fileSize(_ fd: Int32, path: String) throws -> Int {

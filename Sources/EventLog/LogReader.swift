@@ -6,6 +6,9 @@ public struct LogReader {
     let snapshot: LogSnapshot
     var segmentIndex: Int
     var segmentBytes: [UInt8] = []
+    /// The last batch's decompressed payload. Its storage is reused for the next batch when
+    /// the caller has let go of it, so a scan touches no fresh pages per batch.
+    var payloadBuffer: [UInt8] = []
     var offset = 0
     var expectedSequence: UInt64 = 0
     var pending: [Event] = []
@@ -49,7 +52,7 @@ public struct LogReader {
             let path = snapshot.directory + "/" + segment.name
             if offset < 0 {
                 let isLast = segmentIndex == snapshot.segments.count - 1
-                segmentBytes = try FileIO.readFile(path, limit: isLast ? snapshot.activeDurableSize : nil)
+                try FileIO.readFile(path, limit: isLast ? snapshot.activeDurableSize : nil, into: &segmentBytes)
                 guard segmentBytes.withUnsafeBytes({ SegmentHeader.parse($0) })?.firstSequence == segment.firstSequence else {
                     throw EventLogError.corruptSegment(path: path, offset: 0, problem: "bad segment header")
                 }
@@ -57,6 +60,8 @@ public struct LogReader {
                 expectedSequence = segment.firstSequence
             }
             while offset < segmentBytes.count {
+                var buffer = payloadBuffer
+                payloadBuffer = []
                 let result: Result<(BatchHeader, [UInt8]?), BatchHeader.Problem> = try segmentBytes.withUnsafeBytes { bytes in
                     switch BatchHeader.parseFrame(UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
                     case .failure(let p): return .failure(p)
@@ -65,9 +70,12 @@ public struct LogReader {
                             return .failure(.sequenceGap(expected: expectedSequence, found: header.firstSequence))
                         }
                         if header.endSequence <= startSequence { return .success((header, nil)) }
-                        return .success((header, decompressing(header) ? try header.decompress(payload) : []))
+                        guard decompressing(header) else { return .success((header, [])) }
+                        try header.decompress(payload, into: &buffer)
+                        return .success((header, buffer))
                     }
                 }
+                payloadBuffer = buffer
                 switch result {
                 case .failure(let problem):
                     // A torn tail in the last segment of an offline log is the normal end of it.
@@ -84,7 +92,6 @@ public struct LogReader {
             }
             segmentIndex += 1
             offset = -1
-            segmentBytes = []
         }
         return nil
     }
