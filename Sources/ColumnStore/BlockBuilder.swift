@@ -46,6 +46,10 @@ public struct BlockBuilder {
     let anonymous = ColumnBuffer<UInt32>(capacity: 16_384)
     let sessions = ColumnBuffer<UInt32>(capacity: 16_384)
     var globalIdsResolved = false
+    /// Project ids of the per-block codes, until `finish` applies them to the columns.
+    var globalUserIds: [UInt32]? = nil
+    var globalSessionIds: [UInt32]? = nil
+    var globalIdsApplied = false
     static let resolvedBit: UInt32 = 1 << 31
     var bots = ByteStringTable()
     let botCodes = ColumnBuffer<UInt32>(capacity: 16_384)
@@ -53,6 +57,9 @@ public struct BlockBuilder {
     let eventIdCodes = ColumnBuffer<UInt32>(capacity: 16_384)
 
     var propertyKeys = ByteStringTable()
+    /// The key id last seen at each property position of a record, or -1.
+    let keyAtPosition = ColumnBuffer<Int32>(repeatElement(-1, count: keyCacheSize))
+    static let keyCacheSize = 16
     /// `slotOfKeyKind[key * 8 + kind]` is the index into `properties`, or -1.
     var slotOfKeyKind: [Int32] = []
     var keyLastRow: [Int32] = []
@@ -123,10 +130,20 @@ public struct BlockBuilder {
         botCodes.append(bot)
         eventIdCodes.append(eventId)
         guard let count = r.readVarint(), count <= 65_536 else { throw fail("bad property count") }
+        var position = 0
         for _ in 0..<count {
             guard let key = r.readLengthPrefixed(), let tagByte = r.readByte(), let tag = EventRecord.Tag(rawValue: tagByte)
             else { throw fail("truncated property") }
-            let keyId = Int(propertyKeys.intern(key))
+            // Events of one kind list the same keys in the same order: try the key last seen
+            // at this position before hashing.
+            let keyId: Int
+            if position < Self.keyCacheSize, keyAtPosition[position] >= 0, propertyKeys.equals(id: Int(keyAtPosition[position]), key) {
+                keyId = Int(keyAtPosition[position])
+            } else {
+                keyId = Int(propertyKeys.intern(key))
+                if position < Self.keyCacheSize { keyAtPosition[position] = Int32(keyId) }
+            }
+            position += 1
             let kind: ColumnKind
             switch tag {
             case .null: kind = .null
@@ -177,6 +194,9 @@ public struct BlockBuilder {
 
     /// Maps per-block codes through the given lookups (a query maps the log tail through the
     /// project dictionaries plus ids of its own for strings they do not hold yet).
+    ///
+    /// Only the distinct strings are looked up here, which is the part that must be serial;
+    /// the columns are rewritten by `finish`, which runs on every core.
     public mutating func resolveGlobalIds(
         users userId: (UnsafeRawBufferPointer) -> UInt32, sessions sessionId: (UnsafeRawBufferPointer) -> UInt32
     ) throws {
@@ -189,18 +209,33 @@ public struct BlockBuilder {
                 }
             }
         }
-        let userIds = try map(localUsers, userId)
-        let sessionIds = try map(localSessions, sessionId)
-        func resolve(_ column: ColumnBuffer<UInt32>, _ ids: [UInt32]) {
-            for i in column.indices where column[i] != Self.none {
-                let v = column[i]
-                column[i] = v & Self.resolvedBit != 0 ? v & ~Self.resolvedBit : ids[Int(v)]
+        globalUserIds = try map(localUsers, userId)
+        globalSessionIds = try map(localSessions, sessionId)
+        globalIdsResolved = true
+    }
+
+    /// Rewrites the user, anonymous and session columns from per-block codes to the project
+    /// ids `resolveGlobalIds` found.
+    mutating func applyGlobalIds() {
+        guard !globalIdsApplied else { return }
+        globalIdsApplied = true
+        // Without a resolution there are no per-block codes, only merged rows' project ids.
+        let userIds = globalUserIds ?? [], sessionIds = globalSessionIds ?? []
+        func apply(_ column: ColumnBuffer<UInt32>, _ ids: [UInt32]) {
+            let values = column.base
+            ids.withUnsafeBufferPointer { ids in
+                for i in 0..<column.count {
+                    let v = values[i]
+                    if v == Self.none { continue }
+                    values[i] = v & Self.resolvedBit != 0 ? v & ~Self.resolvedBit : ids[Int(v)]
+                }
             }
         }
-        resolve(users, userIds)
-        resolve(anonymous, userIds)
-        resolve(sessions, sessionIds)
-        globalIdsResolved = true
+        apply(users, userIds)
+        apply(anonymous, userIds)
+        apply(sessions, sessionIds)
+        globalUserIds = nil
+        globalSessionIds = nil
     }
 
     /// The column builder of (property key, kind), created on first use.
@@ -315,7 +350,7 @@ public struct BlockBuilder {
             for i in 0..<n { buffer[i] = UInt64(actors[i]) << 32 | UInt64(rank[i]) }
             count = n
         }
-        keys.sort()
+        RadixSort.sort(&keys)
         var order = keys.map { byTime[Int($0 & 0xFFFF_FFFF)] }
         var i = 0
         while i < n {
@@ -357,6 +392,7 @@ public struct BlockBuilder {
     ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
         precondition(globalIdsResolved || rows == 0 || (localUsers.count == 0 && localSessions.count == 0),
             "resolveGlobalIds must run before finish")
+        applyGlobalIds()
         mergeNumericKinds()
         let order = rowOrder()
         let writer = BlockWriter(codec: codec, level: level, rows: rows)
@@ -526,6 +562,7 @@ final class PropertyColumnBuilder {
     var strings = ByteStringTable()
     let codes = ColumnBuffer<UInt32>(capacity: 256)
     var nulls: UInt32 = 0
+    var lastCode: Int32 = -1
 
     init(keyId: Int, kind: ColumnKind) {
         self.keyId = keyId
@@ -550,7 +587,15 @@ final class PropertyColumnBuilder {
         return UInt32(doubles.count - 1)
     }
     func append(string: UnsafeRawBufferPointer) -> UInt32 {
-        codes.append(strings.intern(string))
+        // Low-cardinality values (plan, channel) often repeat the previous one: compare
+        // before hashing.
+        if lastCode >= 0 && strings.equals(id: Int(lastCode), string) {
+            codes.append(UInt32(lastCode))
+        } else {
+            let code = strings.intern(string)
+            lastCode = Int32(code)
+            codes.append(code)
+        }
         return UInt32(codes.count - 1)
     }
 }
@@ -608,7 +653,7 @@ enum SequencePrediction {
             for i in 0..<n { buffer[i] = UInt64(timestamps[i] &- minimum) << rowBits | UInt64(i) }
             count = n
         }
-        keys.sort()
+        RadixSort.sort(&keys)
         let rowMask = (UInt64(1) << rowBits) &- 1
         return keys.map { UInt32(truncatingIfNeeded: $0 & rowMask) }
     }

@@ -27,23 +27,30 @@ public struct ByteStringTable: Sendable {
 
     @inline(__always)
     static func hash(_ bytes: UnsafeRawBufferPointer) -> UInt64 {
-        // FNV-1a over 8-byte words, then a finalizer: fast for the short strings this holds.
-        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(bytes.count)
-        var i = 0
+        // FNV-1a-like over 8-byte words, the tail read as one overlapping word (the length is
+        // in the seed), then a finalizer: no byte loop for the short strings this holds.
         let n = bytes.count
-        while i + 8 <= n {
-            h = (h ^ bytes.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* 0x0000_0100_0000_01B3
-            h ^= h >> 29
-            i += 8
+        let prime: UInt64 = 0x0000_0100_0000_01B3
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325 ^ UInt64(n)
+        if let p = bytes.baseAddress {
+            if n >= 8 {
+                var i = 0
+                while i + 8 <= n {
+                    h = (h ^ p.loadUnaligned(fromByteOffset: i, as: UInt64.self)) &* prime
+                    h ^= h >> 29
+                    i += 8
+                }
+                if i < n { h = (h ^ p.loadUnaligned(fromByteOffset: n - 8, as: UInt64.self)) &* prime }
+            } else if n >= 4 {
+                let word = UInt64(p.loadUnaligned(as: UInt32.self)) << 32 | UInt64(p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self))
+                h = (h ^ word) &* prime
+            } else if n > 0 {
+                let word = UInt64(p.load(as: UInt8.self)) << 16 | UInt64(p.load(fromByteOffset: n / 2, as: UInt8.self)) << 8
+                    | UInt64(p.load(fromByteOffset: n - 1, as: UInt8.self))
+                h = (h ^ word) &* prime
+            }
         }
-        var tail: UInt64 = 0
-        var shift: UInt64 = 0
-        while i < n {
-            tail |= UInt64(bytes[i]) << shift
-            shift += 8
-            i += 1
-        }
-        h = (h ^ tail) &* 0xff51_afd7_ed55_8ccd
+        h = h &* 0xff51_afd7_ed55_8ccd
         h ^= h >> 33
         h = h &* 0xc4ce_b9fe_1a85_ec53
         return h ^ (h >> 33)

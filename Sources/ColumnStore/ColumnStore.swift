@@ -104,9 +104,17 @@ public final class ColumnStore: @unchecked Sendable {
 /// Counts durable steps of a compaction and fails the chosen one, so tests can stop the
 /// protocol at every write, fsync and rename and check what a restart sees.
 public final class FaultInjector: @unchecked Sendable {
-    // Unchecked: used by one compaction at a time, on one thread.
+    // Unchecked: `steps` is only touched under `lock` (compaction workers write blocks in
+    // parallel).
     public let failAt: Int
-    public private(set) var steps: [String] = []
+    private let lock = NSLock()
+    private var recorded: [String] = []
+
+    public var steps: [String] {
+        lock.lock()
+        defer { lock.unlock() }
+        return recorded
+    }
 
     public init(failAt: Int) {
         self.failAt = failAt
@@ -118,7 +126,10 @@ public final class FaultInjector: @unchecked Sendable {
     }
 
     func check(_ step: String) throws {
-        steps.append(step)
-        if steps.count == failAt { throw Fault(step: step) }
+        lock.lock()
+        recorded.append(step)
+        let fail = recorded.count == failAt
+        lock.unlock()
+        if fail { throw Fault(step: step) }
     }
 }

@@ -139,23 +139,13 @@ extension ColumnStore {
         round.readNanos += min(readNanos, elapsed)
         round.mergeNanos += elapsed - min(readNanos, elapsed)
         phaseStart = monotonicNanos()
-        for i in builders.indices { try builders[i].resolveGlobalIds(dictionaries) }
-
-        phase(\.mergeNanos)
         let generation = current.generation + 1
         let today = BlockBuilder.day(ofMicros: currentMicros())
-        var added: [BlockEntry] = []
         let codecs = builders.map { options.codec(forDay: $0.day, today: today) }
-        let finished = try finishInParallel(&builders, codecs: codecs, options: options)
+        let names = builders.map { Self.blockName(day: $0.day, generation: generation) }
+        let added = try finishInParallel(&builders, codecs: codecs, names: names, options: options, faults: faults)
         phase(\.encodeNanos)
-        for i in builders.indices {
-            let codec = codecs[i]
-            let (bytes, footer) = finished[i]
-            let name = Self.blockName(day: builders[i].day, generation: generation)
-            try writeBlockFile(bytes.bytes, name: name, faults: faults)
-            added.append(entry(name: name, footer: footer, bytes: bytes.count, codec: codec))
-            round.bytesWritten += bytes.count
-        }
+        round.bytesWritten = added.reduce(0) { $0 + Int($1.bytes) }
         round.blocksWritten = added.count
         round.blocksReplaced = replaced.count
         try publish(
@@ -203,18 +193,29 @@ extension ColumnStore {
         return part
     }
 
-    /// Encodes the day builders on `options.threads` threads: each block is independent, and the project
-    /// dictionaries are only read (their sizes) while blocks are finished.
+    /// Resolves, encodes and writes the day builders on `options.threads` threads.
+    ///
+    /// Project ids are assigned in builder order under a turn (deterministic ids, and the
+    /// dictionaries are only ever touched by one thread); each worker resolves its builder
+    /// when its turn comes, then encodes and writes it while the next one resolves.
     private func finishInParallel(
-        _ builders: inout [BlockBuilder], codecs: [Codec], options: CompactionOptions
-    ) throws -> [(OutputBuffer, BlockFooter)] {
+        _ builders: inout [BlockBuilder], codecs: [Codec], names: [String], options: CompactionOptions, faults: FaultInjector?
+    ) throws -> [BlockEntry] {
         let count = builders.count
         let dictionaries = self.dictionaries
+        let turn = ResolutionTurn()
         return try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedBuilders(builders: buffer.baseAddress!)
             return try parallelMap(count, threads: options.threads) { i in
+                let (users, sessions) = try turn.take(i) {
+                    try shared.builders[i].resolveGlobalIds(dictionaries)
+                    return (UInt32(dictionaries.users.count), UInt32(dictionaries.sessions.count))
+                }
                 let codec = codecs[i]
-                return try shared.builders[i].finish(codec: codec, level: options.level(codec), dictionaries: dictionaries)
+                let (bytes, footer) = try shared.builders[i].finish(
+                    codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions)
+                try self.writeBlockFile(bytes.bytes, name: names[i], faults: faults)
+                return self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec)
             }.map { try $0.get() }
         }
     }
@@ -335,6 +336,27 @@ public enum CompactionError: Error, CustomStringConvertible {
         switch self {
         case .malformedBatch(let first, let reason): "log batch at sequence \(first) is malformed: \(reason)"
         }
+    }
+}
+
+/// Hands the project dictionaries to compaction workers one builder at a time, in builder
+/// order.
+private final class ResolutionTurn: @unchecked Sendable {
+    // Unchecked: `next` is only touched under `condition`.
+    private let condition = NSCondition()
+    private var next = 0
+
+    /// Waits until builder `index`'s turn, runs `body`, and passes the turn on (also when
+    /// `body` throws, so that no worker waits forever).
+    func take<T>(_ index: Int, _ body: () throws -> T) throws -> T {
+        condition.lock()
+        defer {
+            next = index + 1
+            condition.broadcast()
+            condition.unlock()
+        }
+        while next != index { condition.wait() }
+        return try body()
     }
 }
 

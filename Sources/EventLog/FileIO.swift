@@ -199,3 +199,34 @@ public func monotonicNanos() -> UInt64 {
     clock_gettime(CLOCK_MONOTONIC, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
+
+/// A file mapped read-only into memory, unmapped when released.
+///
+/// Log readers map segments instead of copying them: the pages are the page cache's own. Only
+/// the bytes that existed (and, for an active segment, were durable) when it was mapped are
+/// visible; segments are appended to but never truncated while the server runs, so the mapped
+/// range stays valid.
+public final class MappedFile: @unchecked Sendable {
+    public let bytes: UnsafeRawBufferPointer
+    public let path: String
+
+    public init(path: String, limit: Int? = nil) throws {
+        self.path = path
+        let fd = try FileIO.open(path, flags: O_RDONLY)
+        defer { close(fd) }
+        var size = try FileIO.fileSize(fd, path: path)
+        if let limit { size = min(size, limit) }
+        guard size > 0 else {
+            bytes = UnsafeRawBufferPointer(start: nil, count: 0)
+            return
+        }
+        let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0)
+        guard let address, address != MAP_FAILED else { throw FileError("mmap", path, errno: errno) }
+        _ = madvise(address, size, MADV_SEQUENTIAL)
+        bytes = UnsafeRawBufferPointer(start: address, count: size)
+    }
+
+    deinit {
+        if let base = bytes.baseAddress { munmap(UnsafeMutableRawPointer(mutating: base), bytes.count) }
+    }
+}

@@ -5,7 +5,8 @@
 public struct LogReader {
     let snapshot: LogSnapshot
     var segmentIndex: Int
-    var segmentBytes: [UInt8] = []
+    /// The current segment, mapped read-only: a scan copies nothing out of the page cache.
+    var segmentFile: MappedFile? = nil
     /// The last batch's decompressed payload. Its storage is reused for the next batch when
     /// the caller has let go of it, so a scan touches no fresh pages per batch.
     var payloadBuffer: [UInt8] = []
@@ -22,7 +23,6 @@ public struct LogReader {
         var index = 0
         for (i, segment) in snapshot.segments.enumerated() where segment.firstSequence <= sequence { index = i }
         self.segmentIndex = index
-        self.segmentBytes = []
         self.offset = -1
     }
 
@@ -52,17 +52,18 @@ public struct LogReader {
             let path = snapshot.directory + "/" + segment.name
             if offset < 0 {
                 let isLast = segmentIndex == snapshot.segments.count - 1
-                try FileIO.readFile(path, limit: isLast ? snapshot.activeDurableSize : nil, into: &segmentBytes)
-                guard segmentBytes.withUnsafeBytes({ SegmentHeader.parse($0) })?.firstSequence == segment.firstSequence else {
+                segmentFile = try MappedFile(path: path, limit: isLast ? snapshot.activeDurableSize : nil)
+                guard SegmentHeader.parse(segmentFile!.bytes)?.firstSequence == segment.firstSequence else {
                     throw EventLogError.corruptSegment(path: path, offset: 0, problem: "bad segment header")
                 }
                 offset = SegmentHeader.size
                 expectedSequence = segment.firstSequence
             }
-            while offset < segmentBytes.count {
+            let bytes = segmentFile!.bytes
+            while offset < bytes.count {
                 var buffer = payloadBuffer
                 payloadBuffer = []
-                let result: Result<(BatchHeader, [UInt8]?), BatchHeader.Problem> = try segmentBytes.withUnsafeBytes { bytes in
+                let result: Result<(BatchHeader, [UInt8]?), BatchHeader.Problem> = try {
                     switch BatchHeader.parseFrame(UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
                     case .failure(let p): return .failure(p)
                     case .success(let (header, payload)):
@@ -74,13 +75,13 @@ public struct LogReader {
                         try header.decompress(payload, into: &buffer)
                         return .success((header, buffer))
                     }
-                }
+                }()
                 payloadBuffer = buffer
                 switch result {
                 case .failure(let problem):
                     // A torn tail in the last segment of an offline log is the normal end of it.
                     if segmentIndex == snapshot.segments.count - 1 && snapshot.activeDurableSize == Int.max {
-                        offset = segmentBytes.count
+                        offset = bytes.count
                         break
                     }
                     throw EventLogError.corruptSegment(path: path, offset: offset, problem: "\(problem)")
@@ -92,6 +93,7 @@ public struct LogReader {
             }
             segmentIndex += 1
             offset = -1
+            segmentFile = nil
         }
         return nil
     }
