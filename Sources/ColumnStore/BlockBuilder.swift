@@ -61,9 +61,9 @@ public struct BlockBuilder {
     let keyAtPosition = ColumnBuffer<Int32>(repeatElement(-1, count: keyCacheSize))
     static let keyCacheSize = 16
     /// `slotOfKeyKind[key * 8 + kind]` is the index into `properties`, or -1.
-    var slotOfKeyKind: [Int32] = []
-    var keyLastRow: [Int32] = []
-    var keyLastEntry: [Int32] = []
+    let slotOfKeyKind = ColumnBuffer<Int32>(capacity: 256)
+    let keyLastRow = ColumnBuffer<Int32>(capacity: 32)
+    let keyLastEntry = ColumnBuffer<Int32>(capacity: 32)
     var properties: [PropertyColumnBuilder] = []
     /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`.
     let entryStart = ColumnBuffer<UInt32>([0])
@@ -559,10 +559,11 @@ final class PropertyColumnBuilder {
     let ints = ColumnBuffer<Int64>(capacity: 256)
     let doubles = ColumnBuffer<Double>(capacity: 16)
     let bools = ColumnBuffer<UInt8>(capacity: 16)
-    var strings = ByteStringTable()
+    // Unchecked exclusivity: a builder is filled by one thread, and no append re-enters another.
+    @exclusivity(unchecked) var strings = ByteStringTable()
     let codes = ColumnBuffer<UInt32>(capacity: 256)
-    var nulls: UInt32 = 0
-    var lastCode: Int32 = -1
+    @exclusivity(unchecked) var nulls: UInt32 = 0
+    @exclusivity(unchecked) var lastCode: Int32 = -1
 
     init(keyId: Int, kind: ColumnKind) {
         self.keyId = keyId

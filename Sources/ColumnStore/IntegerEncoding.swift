@@ -38,19 +38,32 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
 
     /// Encodes `values` with the smallest of the encodings into `out`; returns the choice.
     ///
-    /// Long columns are measured on a sample (their first 8,192 values) and only the winner
-    /// is encoded in full, so choosing costs little more than encoding once.
+    /// Long columns are measured on a sample (four windows of 512 values spread over the
+    /// column) and only the winner is encoded in full, so choosing costs little more than
+    /// encoding once.
     @discardableResult
     public static func encodeBest(
         _ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer, candidates: [IntegerEncoding] = allCases
     ) -> IntegerEncoding {
-        let sampleSize = 8192
-        let sample = UnsafeBufferPointer(rebasing: values[0..<min(values.count, sampleSize)])
+        let windows = 4
+        let window = 512
+        var sample: [Int64] = []
+        if values.count > windows * window {
+            sample.reserveCapacity(windows * window)
+            for w in 0..<windows {
+                let start = (values.count - window) * w / (windows - 1)
+                sample.append(contentsOf: values[start..<start + window])
+            }
+        } else {
+            sample = Array(values)
+        }
         let scratch = OutputBuffer(capacity: sample.count * 2 + 64)
         var ranked: [(Int, IntegerEncoding)] = []
-        for encoding in candidates {
-            scratch.removeAll()
-            if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, encoding)) }
+        sample.withUnsafeBufferPointer { sample in
+            for encoding in candidates {
+                scratch.removeAll()
+                if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, encoding)) }
+            }
         }
         ranked.sort { $0.0 < $1.0 }
         for (_, encoding) in ranked {

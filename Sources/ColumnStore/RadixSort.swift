@@ -3,10 +3,10 @@
 /// The compactor orders every block by packed (person, time) and (time, row) keys. A radix
 /// sort does that in a few linear passes, and digits that are the same in every key (the high
 /// bits of a one-day time offset, say) are skipped without a pass.
-enum RadixSort {
+package enum RadixSort {
     static let digitBits: UInt64 = 11
 
-    static func sort(_ keys: inout [UInt64]) {
+    package static func sort(_ keys: inout [UInt64]) {
         let n = keys.count
         guard n > 256 else {
             keys.sort()

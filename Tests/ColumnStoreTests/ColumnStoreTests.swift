@@ -151,6 +151,27 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
     }
 }
 
+@Suite struct RadixSortTests {
+    /// Keys shaped like the compactor's (a few varying bit ranges, many equal digits) and
+    /// fully random ones, short and long, sort exactly as the standard library sorts them.
+    @Test(arguments: [0, 1, 2, 200, 257, 5_000, 100_000])
+    func sortsLikeTheStandardLibrary(count: Int) {
+        var generator = SystemRandomNumberGenerator()
+        let shapes: [() -> UInt64] = [
+            { UInt64.random(in: 0...UInt64.max, using: &generator) },
+            { UInt64.random(in: 0..<200_000, using: &generator) << 32 | UInt64.random(in: 0..<1 << 17, using: &generator) },
+            { UInt64.random(in: 0..<86_400_000_000, using: &generator) << 27 | UInt64.random(in: 0..<3, using: &generator) },
+            { 0xFFFF_0000_0000_0000 | UInt64.random(in: 0..<16, using: &generator) },
+        ]
+        for shape in shapes {
+            var keys = (0..<count).map { _ in shape() }
+            let expected = keys.sorted()
+            RadixSort.sort(&keys)
+            #expect(keys == expected)
+        }
+    }
+}
+
 @Suite struct CompactionTests {
     @Test func eventsRoundTripThroughLogCompactorAndBlocks() async throws {
         let dir = TemporaryDirectory()
