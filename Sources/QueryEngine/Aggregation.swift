@@ -116,6 +116,16 @@ public enum AggregationEngine {
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
         var total = Partial()
         for result in parallelMap(blocks.count, threads: threads, { try scan(blocks[$0], query, snapshot) }) { total.merge(try result.get()) }
+        // Percentiles select within each group, the groups on every core.
+        var selected: [[Double]] = []
+        if case .percentiles(_, let ps) = query.aggregate {
+            let groupSamples = total.samples
+            total.samples = []
+            selected = try parallelMap(groupSamples.count, threads: threads) { g in
+                try snapshot.checkDeadline()
+                return percentiles(groupSamples[g], ps)
+            }.map { try $0.get() }
+        }
         var rows: [AggregateResult.Row] = []
         for g in total.counts.indices {
             let values: [Double]
@@ -123,23 +133,7 @@ public enum AggregationEngine {
             case .count: values = [Double(total.counts[g])]
             case .distinctPeople, .distinctUsers: values = [Double(total.distinct[g].reduce(0) { $0 + $1.nonzeroBitCount })]
             case .average: values = [total.sums[g] / Double(total.counts[g])]
-            case .percentiles(_, let ps):
-                var samples = total.samples[g]
-                // Ascending fractions, so each selection works only above the previous one
-                // (quickselect leaves everything past position k at least v[k]); the value
-                // after position k is then the minimum of the rest, a linear scan.
-                var answers = [Double](repeating: 0, count: ps.count)
-                var floor = 0
-                for i in ps.indices.sorted(by: { ps[$0] < ps[$1] }) {
-                    let position = ps[i] * Double(samples.count - 1)
-                    let low = Int(position.rounded(.down))
-                    let high = min(low + 1, samples.count - 1)
-                    let a = Selection.nth(&samples, low, from: min(floor, low))
-                    let b = high == low ? a : Selection.minimum(samples, from: high)
-                    floor = low
-                    answers[i] = a + (b - a) * (position - Double(low))
-                }
-                values = answers
+            case .percentiles: values = selected[g]
             }
             rows.append(AggregateResult.Row(keys: total.keys[g], values: values))
         }
@@ -147,7 +141,85 @@ public enum AggregationEngine {
         return AggregateResult(rows: rows, rowsScanned: total.rowsScanned)
     }
 
-    /// One block's groups.
+    /// The percentiles `ps` (0...1) of `samples`, interpolated like `quantile_cont`.
+    static func percentiles(_ samples: [Double], _ ps: [Double]) -> [Double] {
+        var samples = samples
+        // Ascending fractions, so each selection works only above the previous one
+        // (quickselect leaves everything past position k at least v[k]); the value
+        // after position k is then the minimum of the rest, a linear scan.
+        var answers = [Double](repeating: 0, count: ps.count)
+        var floor = 0
+        for i in ps.indices.sorted(by: { ps[$0] < ps[$1] }) {
+            let position = ps[i] * Double(samples.count - 1)
+            let low = Int(position.rounded(.down))
+            let high = min(low + 1, samples.count - 1)
+            let a = Selection.nth(&samples, low, from: min(floor, low))
+            let b = high == low ? a : Selection.minimum(samples, from: high)
+            floor = low
+            answers[i] = a + (b - a) * (position - Double(low))
+        }
+        return answers
+    }
+
+    /// Where a block's rows find one grouping key: a block-local number per row, from 0 to
+    /// `width`, or none.
+    enum KeySource {
+        /// Dictionary codes; the null code (`count`) has no key.
+        case codes(CodeVector, StringDictionary)
+        /// Time buckets from `first` on (hours since the epoch, or period indices).
+        case hours(first: Int)
+        case periods(PeriodUnit, first: Int)
+        /// The block has no such column: no row has a key.
+        case absent
+
+        var width: Int {
+            switch self {
+            case .codes(_, let dictionary): dictionary.count
+            case .hours, .periods, .absent: 0
+            }
+        }
+
+        func name(_ local: Int) -> String {
+            switch self {
+            case .codes(_, let dictionary): dictionary.string(local)
+            case .hours(let first): String(Int64(first + local) * 3_600_000_000)
+            case .periods(let unit, let first): String(unit.start(ofIndex: first + local))
+            case .absent: ""
+            }
+        }
+    }
+
+    static func hour(ofMicros t: Int64) -> Int {
+        Int(t >= 0 ? t / 3_600_000_000 : (t + 1) / 3_600_000_000 - 1)
+    }
+
+    /// The key source of `key` in one block, and how many local numbers it uses.
+    static func keySource(_ key: GroupKey, _ columns: BlockColumns) throws -> (KeySource, Int) {
+        let footer = columns.block.footer
+        switch key {
+        case .hour:
+            let first = hour(ofMicros: footer.minTimestamp)
+            return (.hours(first: first), hour(ofMicros: footer.maxTimestamp) - first + 1)
+        case .period(let unit):
+            let first = unit.index(ofMicros: footer.minTimestamp)
+            return (.periods(unit, first: first), unit.index(ofMicros: footer.maxTimestamp) - first + 1)
+        case .eventName, .botId, .property:
+            let column: DecodedColumn?
+            switch key {
+            case .eventName: column = try columns.builtin("event_name")
+            case .botId: column = try columns.builtin("bot_id")
+            case .property(let p): column = try columns.property(p).first { $0.descriptor.kind == .string }
+            default: column = nil
+            }
+            guard let column, case .codes(let codes, let dictionary) = column.values else { return (.absent, 0) }
+            return (.codes(codes, dictionary), dictionary.count)
+        }
+    }
+
+    /// One block's groups, scanned a vector at a time (see ``VectorScan``): select the rows
+    /// in the time range, refine by the event name and each filter, number each survivor's
+    /// group densely by its block-local keys, and accumulate into per-block arrays that are
+    /// folded into the partial's named groups at the end.
     static func scan(_ block: BlockFile, _ query: AggregateQuery, _ snapshot: QuerySnapshot) throws -> Partial {
         var partial = Partial()
         if let deadline = query.deadline, ContinuousClock.now >= deadline { throw QueryError.timeout }
@@ -156,110 +228,36 @@ public enum AggregationEngine {
         let n = columns.rows
         partial.rowsScanned = n
         let ts = try columns.timestamps()
-        var keep = [Bool](repeating: true, count: n)
-        if block.footer.minTimestamp < query.start || block.footer.maxTimestamp >= query.end {
-            let (start, end) = (query.start, query.end)
-            keep.withUnsafeMutableBufferPointer { k in
-                ts.withUnsafeBufferPointer { t in for r in 0..<n where t[r] < start || t[r] >= end { k[r] = false } }
-            }
+        let checkTime = block.footer.minTimestamp < query.start || block.footer.maxTimestamp >= query.end
+
+        var predicates: [RowPredicate] = []
+        if let name = query.eventName { predicates.append(try .eventName(name, in: columns)) }
+        for filter in query.filters {
+            predicates.append(try filter.predicate(in: columns, people: snapshot.people, sessions: snapshot.sessions))
         }
-        if let name = query.eventName {
-            let m = try columns.rows(named: name)
-            clear(&keep, where: m)
-        }
-        if let m = try rows(matchingAll: query.filters, in: columns, people: snapshot.people, sessions: snapshot.sessions) {
-            clear(&keep, where: m)
-        }
-        // Per key: each row's block-local key number (-1: no value) and its string.
-        var localIds: [[Int32]] = []
-        var localNames: [[String]] = []
+        if predicates.contains(where: { if case .constant(false) = $0 { true } else { false } }) { return partial }
+
+        var sources: [KeySource] = []
+        var widths: [Int] = []
         for key in query.groupBy {
-            var perRow = [Int32](repeating: -1, count: n)
-            var names: [String] = []
-            switch key {
-            case .eventName, .botId, .property:
-                let column: DecodedColumn?
-                switch key {
-                case .eventName: column = try columns.builtin("event_name")
-                case .botId: column = try columns.builtin("bot_id")
-                case .property(let p): column = try columns.property(p).first { $0.descriptor.kind == .string }
-                default: column = nil
-                }
-                if let column, case .codes(let codes, let dictionary) = column.values {
-                    names = (0..<dictionary.count).map { dictionary.string($0) }
-                    let count = dictionary.count
-                    perRow.withUnsafeMutableBufferPointer { out in
-                        switch codes {
-                        case .u8(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
-                        case .u16(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
-                        case .u32(let c): for r in 0..<n where keep[r] && Int(c[r]) < count { out[r] = Int32(c[r]) }
-                        }
-                    }
-                }
-            case .hour, .period:
-                var lastBucket = Int.min
-                var lastLocal: Int32 = -1
-                var localOfBucket: [Int: Int32] = [:]
-                for r in 0..<n where keep[r] {
-                    let bucket: Int
-                    if case .period(let unit) = key {
-                        bucket = unit.index(ofMicros: ts[r])
-                    } else {
-                        bucket = Int(ts[r] >= 0 ? ts[r] / 3_600_000_000 : (ts[r] + 1) / 3_600_000_000 - 1)
-                    }
-                    if bucket != lastBucket {
-                        lastBucket = bucket
-                        if let l = localOfBucket[bucket] {
-                            lastLocal = l
-                        } else {
-                            lastLocal = Int32(names.count)
-                            localOfBucket[bucket] = lastLocal
-                            let start: Int64
-                            if case .period(let unit) = key { start = unit.start(ofIndex: bucket) } else { start = Int64(bucket) * 3_600_000_000 }
-                            names.append(String(start))
-                        }
-                    }
-                    perRow[r] = lastLocal
-                }
-            }
-            localIds.append(perRow)
-            localNames.append(names)
+            let (source, width) = try keySource(key, columns)
+            if case .absent = source { return partial }
+            sources.append(source)
+            widths.append(width)
         }
-        // One numeric vector for the measured property (the row's int or double value).
-        var values: [Double] = []
-        var hasValue: [Bool] = []
+        let width1 = widths.count > 1 ? widths[1] : 1
+        let slots = max(1, widths.reduce(1, *))
+
+        // The measured property: each numeric column it was sent with.
+        var measured: [DecodedColumn] = []
         switch query.aggregate {
         case .average(let p), .percentiles(let p, _):
-            values = [Double](repeating: 0, count: n)
-            hasValue = [Bool](repeating: false, count: n)
-            for c in try columns.property(p) {
-                switch c.values {
-                case .ints(let v):
-                    values.withUnsafeMutableBufferPointer { out in
-                        hasValue.withUnsafeMutableBufferPointer { has in
-                            v.withUnsafeBufferPointer { v in
-                                c.forEachPresentRow(n) { r in
-                                    out[r] = Double(v[r])
-                                    has[r] = true
-                                }
-                            }
-                        }
-                    }
-                case .doubles(let v):
-                    values.withUnsafeMutableBufferPointer { out in
-                        hasValue.withUnsafeMutableBufferPointer { has in
-                            v.withUnsafeBufferPointer { v in
-                                c.forEachPresentRow(n) { r in
-                                    out[r] = v[r]
-                                    has[r] = true
-                                }
-                            }
-                        }
-                    }
-                default: break
-                }
+            measured = try columns.property(p).filter {
+                if case .ints = $0.values { return true }
+                if case .doubles = $0.values { return true }
+                return false
             }
-            clear(&keep, where: hasValue)
+            if measured.isEmpty { return partial }
         default: break
         }
         // Project ids counted by the distinct aggregates (`noPerson`: none).
@@ -273,57 +271,83 @@ public enum AggregationEngine {
             }
         }
         let countsDistinct = query.aggregate == .distinctPeople || query.aggregate == .distinctUsers
-        let width1 = localNames.count > 1 ? localNames[1].count : 1
-        let width0 = localNames.first?.count ?? 1
         let words = (snapshot.people.count + 63) / 64
-        // Accumulate into dense per-block arrays indexed by the local key pair, then fold
-        // the used slots into the partial's groups.
-        let slots = max(1, width0 * width1)
         if countsDistinct && slots * words > Self.distinctBudgetWords {
             throw QueryError.memoryBudget(
                 "distinct people over \(slots) groups of one block would take \(slots * words / 131_072) MiB of bitmaps; group by fewer values")
         }
         var counts = [Int](repeating: 0, count: slots)
         var sums = [Double](repeating: 0, count: slots)
-        // Percentiles: each kept row's group, then the values laid out group by group.
-        var rowGroup = [Int32](repeating: -1, count: query.aggregate.needsSamples ? n : 0)
         var bits = [UInt64](repeating: 0, count: countsDistinct ? slots * words : 0)
-        let keys0 = localIds.first ?? []
-        let keys1 = localIds.count > 1 ? localIds[1] : []
+        // Percentile samples: each kept row's group and value (at most one per row).
+        let sampleCapacity = query.aggregate.needsSamples ? n : 0
+        let sampleGroups = UnsafeMutablePointer<Int32>.allocate(capacity: sampleCapacity)
+        let sampleValues = UnsafeMutablePointer<Double>.allocate(capacity: sampleCapacity)
+        defer {
+            sampleGroups.deallocate()
+            sampleValues.deallocate()
+        }
+        var sampleCount = 0
         let aggregate = query.aggregate
-        // Every buffer the row loop touches as a raw pointer: no uniqueness or bounds checks.
-        keep.withUnsafeBufferPointer { keep in
-            keys0.withUnsafeBufferPointer { k0 in
-                keys1.withUnsafeBufferPointer { k1 in
-                    values.withUnsafeBufferPointer { values in
-                        persons.withUnsafeBufferPointer { persons in
-                            counts.withUnsafeMutableBufferPointer { counts in
-                                sums.withUnsafeMutableBufferPointer { sums in
-                                    bits.withUnsafeMutableBufferPointer { bits in
-                                        rowGroup.withUnsafeMutableBufferPointer { rowGroup in
-                                            for r in 0..<n where keep[r] {
-                                                var local = 0
-                                                if k0.count > 0 {
-                                                    let a = k0[r]
-                                                    if a < 0 { continue }
-                                                    local = Int(a)
-                                                    if k1.count > 0 {
-                                                        let b = k1[r]
-                                                        if b < 0 { continue }
-                                                        local = local * width1 + Int(b)
-                                                    }
-                                                }
-                                                counts[local] &+= 1
-                                                switch aggregate {
-                                                case .count: break
-                                                case .distinctPeople, .distinctUsers:
-                                                    let p = persons[r]
-                                                    if p != noPerson { bits[local * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
-                                                case .average: sums[local] += values[r]
-                                                case .percentiles: rowGroup[r] = Int32(local)
-                                                }
-                                            }
-                                        }
+
+        let size = VectorScan.vectorSize
+        let selection = UnsafeMutablePointer<UInt32>.allocate(capacity: size)
+        let groups = UnsafeMutablePointer<Int32>.allocate(capacity: size)
+        let values = UnsafeMutablePointer<Double>.allocate(capacity: size)
+        let found = UnsafeMutablePointer<UInt8>.allocate(capacity: size)
+        defer {
+            selection.deallocate()
+            groups.deallocate()
+            values.deallocate()
+            found.deallocate()
+        }
+        try ts.withUnsafeBufferPointer { ts in
+            var start = 0
+            while start < n {
+                let end = min(start + size, n)
+                defer { start = end }
+                var count = selectRows(selection, start, end, timestamps: ts, from: query.start, to: query.end, check: checkTime)
+                for predicate in predicates where count > 0 { count = predicate.refine(selection, count) }
+                if count == 0 { continue }
+
+                // Each selected row's group, or -1 when a key is missing.
+                for i in 0..<count { groups[i] = 0 }
+                for (k, source) in sources.enumerated() {
+                    let scale = Int32(k == 1 ? width1 : 1)
+                    assignKeys(source, selection, count, groups, ts, scale: scale)
+                }
+                // The measured value; rows without one leave the group.
+                if !measured.isEmpty {
+                    for i in 0..<count { found[i] = 0 }
+                    for column in measured { gatherValues(column, selection, count, values, found) }
+                    for i in 0..<count where found[i] == 0 { groups[i] = -1 }
+                }
+                counts.withUnsafeMutableBufferPointer { counts in
+                    sums.withUnsafeMutableBufferPointer { sums in
+                        bits.withUnsafeMutableBufferPointer { bits in
+                            persons.withUnsafeBufferPointer { persons in
+                                switch aggregate {
+                                case .count:
+                                    for i in 0..<count where groups[i] >= 0 { counts[Int(groups[i])] &+= 1 }
+                                case .distinctPeople, .distinctUsers:
+                                    for i in 0..<count where groups[i] >= 0 {
+                                        let g = Int(groups[i])
+                                        counts[g] &+= 1
+                                        let p = persons[Int(selection[i])]
+                                        if p != noPerson { bits[g * words + Int(p >> 6)] |= 1 << UInt64(p & 63) }
+                                    }
+                                case .average:
+                                    for i in 0..<count where groups[i] >= 0 {
+                                        let g = Int(groups[i])
+                                        counts[g] &+= 1
+                                        sums[g] += values[i]
+                                    }
+                                case .percentiles:
+                                    for i in 0..<count where groups[i] >= 0 {
+                                        counts[Int(groups[i])] &+= 1
+                                        sampleGroups[sampleCount] = groups[i]
+                                        sampleValues[sampleCount] = values[i]
+                                        sampleCount += 1
                                     }
                                 }
                             }
@@ -332,26 +356,23 @@ public enum AggregationEngine {
                 }
             }
         }
-        var samples: [Double] = []
+        // Percentiles: the samples laid out group by group.
         var sampleStarts = [Int](repeating: 0, count: slots + 1)
+        var samples: [Double] = []
         if query.aggregate.needsSamples {
             for local in 0..<slots { sampleStarts[local + 1] = sampleStarts[local] + counts[local] }
             samples = [Double](repeating: 0, count: sampleStarts[slots])
             var next = sampleStarts
-            samples.withUnsafeMutableBufferPointer { out in
-                values.withUnsafeBufferPointer { values in
-                    for r in 0..<n where rowGroup[r] >= 0 {
-                        let g = Int(rowGroup[r])
-                        out[next[g]] = values[r]
-                        next[g] += 1
-                    }
-                }
+            for i in 0..<sampleCount {
+                let g = Int(sampleGroups[i])
+                samples[next[g]] = sampleValues[i]
+                next[g] += 1
             }
         }
         for local in 0..<slots where counts[local] > 0 {
             var key: [String] = []
-            if !keys0.isEmpty { key.append(localNames[0][local / width1]) }
-            if !keys1.isEmpty { key.append(localNames[1][local % width1]) }
+            if sources.count > 0 { key.append(sources[0].name(local / width1)) }
+            if sources.count > 1 { key.append(sources[1].name(local % width1)) }
             let g = partial.group(key)
             partial.counts[g] += counts[local]
             partial.sums[g] += sums[local]
@@ -359,6 +380,71 @@ public enum AggregationEngine {
             if query.aggregate.needsSamples { partial.samples[g] += samples[sampleStarts[local]..<sampleStarts[local + 1]] }
         }
         return partial
+    }
+
+    /// Combines each selected row's key from `source` into `groups` (`group * scale + key`),
+    /// or marks the row -1 when it has none.
+    static func assignKeys(
+        _ source: KeySource, _ selection: UnsafeMutablePointer<UInt32>, _ count: Int, _ groups: UnsafeMutablePointer<Int32>,
+        _ ts: UnsafeBufferPointer<Int64>, scale: Int32
+    ) {
+        switch source {
+        case .codes(let codes, let dictionary):
+            let absent = dictionary.count
+            func assign<C: FixedWidthInteger>(_ c: UnsafeBufferPointer<C>) {
+                for i in 0..<count {
+                    let code = Int(c[Int(selection[i])])
+                    let g = groups[i]
+                    groups[i] = (code >= absent || g < 0) ? -1 : g &* scale &+ Int32(truncatingIfNeeded: code)
+                }
+            }
+            switch codes {
+            case .u8(let c): c.withUnsafeBufferPointer(assign)
+            case .u16(let c): c.withUnsafeBufferPointer(assign)
+            case .u32(let c): c.withUnsafeBufferPointer(assign)
+            }
+        case .hours(let first):
+            for i in 0..<count where groups[i] >= 0 {
+                groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: hour(ofMicros: ts[Int(selection[i])]) - first)
+            }
+        case .periods(let unit, let first):
+            for i in 0..<count where groups[i] >= 0 {
+                groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: unit.index(ofMicros: ts[Int(selection[i])]) - first)
+            }
+        case .absent:
+            for i in 0..<count { groups[i] = -1 }
+        }
+    }
+
+    /// Writes the value of `column` for each selected row that has one in it, and marks it
+    /// found.
+    static func gatherValues(
+        _ column: DecodedColumn, _ selection: UnsafeMutablePointer<UInt32>, _ count: Int, _ values: UnsafeMutablePointer<Double>,
+        _ found: UnsafeMutablePointer<UInt8>
+    ) {
+        func gather(_ read: (Int) -> Double) {
+            if let presence = column.presence {
+                presence.withUnsafeBufferPointer { p in
+                    for i in 0..<count {
+                        let r = Int(selection[i])
+                        if p[r >> 6] & (1 << UInt64(r & 63)) != 0 {
+                            values[i] = read(r)
+                            found[i] = 1
+                        }
+                    }
+                }
+            } else {
+                for i in 0..<count {
+                    values[i] = read(Int(selection[i]))
+                    found[i] = 1
+                }
+            }
+        }
+        switch column.values {
+        case .ints(let v): v.withUnsafeBufferPointer { v in gather { Double(v[$0]) } }
+        case .doubles(let v): v.withUnsafeBufferPointer { v in gather { v[$0] } }
+        default: break
+        }
     }
 }
 

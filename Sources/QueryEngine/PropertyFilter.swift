@@ -134,6 +134,40 @@ public struct PropertyFilter: Sendable, Equatable {
         }
     }
 
+    /// The filter's verdict for each code of `dictionary`, and last for the null code of
+    /// rows without a value.
+    func verdicts(_ dictionary: StringDictionary) -> [Bool] {
+        var table = [Bool](repeating: op.holdsWhenAbsent, count: dictionary.count + 1)
+        if (op == .contains || op == .notContains), case .string(let needle) = value {
+            // Substring search straight on the dictionary's bytes: no String per entry.
+            let pattern = Array(needle.utf8)
+            for code in 0..<dictionary.count {
+                let found = Self.bytes(dictionary.bytes(code), contain: pattern)
+                table[code] = op == .contains ? found : !found
+            }
+        } else {
+            for code in 0..<dictionary.count { table[code] = holds(string: dictionary.string(code)) }
+        }
+        return table
+    }
+
+    /// The filter in the form a vector scan tests on the rows it still holds: a verdict per
+    /// code when the property is one dictionary-coded column (the usual case), else a verdict
+    /// per row.
+    func predicate(in columns: BlockColumns, people: IdTable, sessions: IdTable) throws -> RowPredicate {
+        let candidates: [DecodedColumn]
+        if Self.topLevel.contains(property) {
+            candidates = try columns.builtin(property).map { [$0] } ?? []
+        } else {
+            candidates = try columns.property(property)
+        }
+        if candidates.isEmpty { return .constant(op.holdsWhenAbsent) }
+        if candidates.count == 1, case .codes(let codes, let dictionary) = candidates[0].values {
+            return .codes(codes, verdicts(dictionary))
+        }
+        return .mask(try rows(in: columns, people: people, sessions: sessions))
+    }
+
     /// The rows of a block for which the filter holds.
     public func rows(in columns: BlockColumns, people: IdTable, sessions: IdTable) throws -> [Bool] {
         let n = columns.rows
@@ -167,17 +201,7 @@ public struct PropertyFilter: Sendable, Equatable {
             switch column.values {
             case .codes(let codes, let dictionary):
                 // One verdict per code, the null code (absent rows) included, then a lookup.
-                var table = [Bool](repeating: op.holdsWhenAbsent, count: dictionary.count + 1)
-                if (op == .contains || op == .notContains), case .string(let needle) = value {
-                    // Substring search straight on the dictionary's bytes: no String per entry.
-                    let pattern = Array(needle.utf8)
-                    for code in 0..<dictionary.count {
-                        let found = Self.bytes(dictionary.bytes(code), contain: pattern)
-                        table[code] = op == .contains ? found : !found
-                    }
-                } else {
-                    for code in 0..<dictionary.count { table[code] = holds(string: dictionary.string(code)) }
-                }
+                let table = verdicts(dictionary)
                 let absent = op.holdsWhenAbsent
                 result.withUnsafeMutableBufferPointer { out in
                     table.withUnsafeBufferPointer { t in
