@@ -169,6 +169,11 @@ public enum FunnelEngine {
             }
             if !any && query.strict { entries.append(Entry(person: persons[r], step: unrelated, timestamp: ts[r])) }
         }
+        // Blocks order rows by person, so entries are; `run` splits people by binary search
+        // and relies on it. Guard it anyway (a stable sort keeps time order within a person).
+        if zip(entries, entries.dropFirst()).contains(where: { $0.person > $1.person }) {
+            entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
+        }
         return BlockEntries(entries: entries, values: values)
     }
 
@@ -178,16 +183,18 @@ public enum FunnelEngine {
     /// A counting sort by person keeps block order within a person, and blocks come in day
     /// order with rows by person then time, so each person's run is already (nearly) in time
     /// order: an insertion sort finishes it in about linear time.
-    static func sortedByPersonTimeStep(_ entries: [Entry], people: Int) -> [Entry] {
+    /// `entries` all have persons in `base ..< base + people`.
+    static func sortedByPersonTimeStep(_ entries: [Entry], base: UInt32 = 0, people: Int) -> [Entry] {
         guard !entries.isEmpty else { return entries }
         var starts = [Int](repeating: 0, count: people + 1)
-        for e in entries { starts[Int(e.person) + 1] += 1 }
+        for e in entries { starts[Int(e.person - base) + 1] += 1 }
         for p in 0..<people { starts[p + 1] += starts[p] }
         var sorted = entries
         var next = starts
         for e in entries {
-            sorted[next[Int(e.person)]] = e
-            next[Int(e.person)] += 1
+            let p = Int(e.person - base)
+            sorted[next[p]] = e
+            next[p] += 1
         }
         sorted.withUnsafeMutableBufferPointer { out in
             for p in 0..<people where starts[p + 1] - starts[p] > 1 {
@@ -205,45 +212,124 @@ public enum FunnelEngine {
         return sorted
     }
 
+    /// What the people of one range of person ids contributed.
+    struct Partial {
+        /// People who reached at least step `i`, and their times to convert (µs) for i > 0.
+        var users: [Int]
+        var times: [[Int64]]
+        /// The same per breakdown value (0: none).
+        var groupUsers: [UInt32: [Int]] = [:]
+        var groupTimes: [UInt32: [[Int64]]] = [:]
+
+        init(steps: Int) {
+            users = [Int](repeating: 0, count: steps)
+            times = [[Int64]](repeating: [], count: steps)
+        }
+
+        mutating func merge(_ other: Partial) {
+            for s in users.indices {
+                users[s] += other.users[s]
+                times[s] += other.times[s]
+            }
+            for (value, u) in other.groupUsers {
+                var mine = groupUsers[value] ?? [Int](repeating: 0, count: users.count)
+                var t = groupTimes[value] ?? [[Int64]](repeating: [], count: users.count)
+                for s in users.indices {
+                    mine[s] += u[s]
+                    t[s] += other.groupTimes[value]![s]
+                }
+                groupUsers[value] = mine
+                groupTimes[value] = t
+            }
+        }
+    }
+
     public static func run(_ query: FunnelQuery, on snapshot: QuerySnapshot) throws -> FunnelResult {
         precondition((2...FunnelQuery.maxSteps).contains(query.steps.count))
-        // Each block's entries are gathered on its own (on every core), then concatenated in
-        // block order, which the person sort below relies on to stay nearly linear.
+        // Each block's entries are gathered on its own (on every core). They come in row
+        // order, so sorted by person, which lets the people be split into ranges below.
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
-        var entries: [Entry] = []
         let threads = ProcessInfo.processInfo.activeProcessorCount
-        // Breakdown values get query-wide numbers as the blocks' parts are joined.
+        var parts = try parallelMap(blocks.count, threads: threads) { try blockEntries(of: blocks[$0], query, snapshot) }
+            .map { try $0.get() }
+        // Breakdown values get query-wide numbers, in block order.
         var values: [String] = []
         var valueIds: [String: UInt32] = [:]
-        for part in parallelMap(blocks.count, threads: threads, { try blockEntries(of: blocks[$0], query, snapshot) }) {
-            var block = try part.get()
-            if !block.values.isEmpty {
-                let global: [UInt32] = try [0] + block.values.map { text in
-                    if let id = valueIds[text] { return id }
-                    guard values.count < maxBreakdownIds else {
-                        throw QueryError.memoryBudget("the breakdown property has more than \(maxBreakdownIds) distinct values")
-                    }
-                    values.append(text)
-                    valueIds[text] = UInt32(values.count)
-                    return UInt32(values.count)
+        for b in parts.indices where !parts[b].values.isEmpty {
+            let global: [UInt32] = try [0] + parts[b].values.map { text in
+                if let id = valueIds[text] { return id }
+                guard values.count < maxBreakdownIds else {
+                    throw QueryError.memoryBudget("the breakdown property has more than \(maxBreakdownIds) distinct values")
                 }
-                for k in block.entries.indices where block.entries[k].breakdown != 0 {
-                    block.entries[k].breakdown = global[Int(block.entries[k].breakdown)]
-                }
+                values.append(text)
+                valueIds[text] = UInt32(values.count)
+                return UInt32(values.count)
             }
-            entries += block.entries
+            for k in parts[b].entries.indices where parts[b].entries[k].breakdown != 0 {
+                parts[b].entries[k].breakdown = global[Int(parts[b].entries[k].breakdown)]
+            }
         }
-        entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
+        // People are split into ranges of ids, each gathered from every block, sorted and
+        // walked on its own: the sort's tables stay small and every core takes ranges.
+        let people = snapshot.people.count
+        let ranges = max(1, min(threads * 8, people))
+        let entryParts = parts.map(\.entries)
+        var total = Partial(steps: query.steps.count)
+        for partial in parallelMap(ranges, threads: threads, { k -> Partial in
+            try snapshot.checkDeadline()
+            let low = UInt32(people * k / ranges)
+            let high = UInt32(people * (k + 1) / ranges)
+            var entries: [Entry] = []
+            for part in entryParts {
+                let a = firstIndex(in: part, atOrAbove: low)
+                let b = firstIndex(in: part, atOrAbove: high)
+                entries += part[a..<b]
+            }
+            entries = sortedByPersonTimeStep(entries, base: low, people: Int(high - low))
+            return walk(entries, query)
+        }) {
+            total.merge(try partial.get())
+        }
+        func medians(_ times: [[Int64]]) -> [Double?] {
+            times.enumerated().map { s, t in
+                guard s > 0, !t.isEmpty else { return nil }
+                return AggregationEngine.percentiles(t.map { Double($0) }, [0.5])[0] / 1_000_000
+            }
+        }
+        var groups = total.groupUsers.map { id, u in
+            FunnelResult.Group(value: id == 0 ? nil : values[Int(id) - 1], users: u, medianSecondsToConvert: medians(total.groupTimes[id]!))
+        }
+        groups.sort { a, b in
+            if a.users[0] != b.users[0] { return a.users[0] > b.users[0] }
+            switch (a.value, b.value) {
+            case (let x?, let y?): return x < y
+            case (_?, nil): return true
+            default: return false
+            }
+        }
+        return FunnelResult(
+            users: total.users, medianSecondsToConvert: medians(total.times), breakdown: Array(groups.prefix(FunnelQuery.maxBreakdownValues)))
+    }
+
+    /// The first index of `entries` (sorted by person) whose person is `person` or above.
+    static func firstIndex(in entries: [Entry], atOrAbove person: UInt32) -> Int {
+        var low = 0
+        var high = entries.count
+        while low < high {
+            let mid = (low + high) / 2
+            if entries[mid].person < person { low = mid + 1 } else { high = mid }
+        }
+        return low
+    }
+
+    /// One pass per person over entries sorted by (person, time, step).
+    static func walk(_ entries: [Entry], _ query: FunnelQuery) -> Partial {
         let stepCount = query.steps.count
-        var users = [Int](repeating: 0, count: stepCount)
-        var times = [[Int64]](repeating: [], count: stepCount)
+        var result = Partial(steps: stepCount)
         var chainStart = [Int64](repeating: 0, count: stepCount)
         var reached = [Bool](repeating: false, count: stepCount)
         var firstReached = [Int64](repeating: 0, count: stepCount)
         var chainValue = [UInt32](repeating: 0, count: stepCount)
-        // Per breakdown value (0: none): people per step and times to convert.
-        var groupUsers: [UInt32: [Int]] = [:]
-        var groupTimes: [UInt32: [[Int64]]] = [:]
         var i = 0
         while i < entries.count {
             let person = entries[i].person
@@ -303,42 +389,21 @@ public enum FunnelEngine {
                 }
             }
             for s in 0..<best {
-                users[s] += 1
-                if s > 0 { times[s].append(firstReached[s]) }
+                result.users[s] += 1
+                if s > 0 { result.times[s].append(firstReached[s]) }
             }
             if query.breakdown != nil, best > 0 {
-                var u = groupUsers[bestValue] ?? [Int](repeating: 0, count: stepCount)
-                var t = groupTimes[bestValue] ?? [[Int64]](repeating: [], count: stepCount)
+                var u = result.groupUsers[bestValue] ?? [Int](repeating: 0, count: stepCount)
+                var t = result.groupTimes[bestValue] ?? [[Int64]](repeating: [], count: stepCount)
                 for s in 0..<best {
                     u[s] += 1
                     if s > 0 { t[s].append(firstReached[s]) }
                 }
-                groupUsers[bestValue] = u
-                groupTimes[bestValue] = t
+                result.groupUsers[bestValue] = u
+                result.groupTimes[bestValue] = t
             }
             i = j
         }
-        func medians(_ times: [[Int64]]) -> [Double?] {
-            times.enumerated().map { s, t in
-                guard s > 0, !t.isEmpty else { return nil }
-                let sorted = t.sorted()
-                let mid = sorted.count / 2
-                let micros = sorted.count % 2 == 1 ? Double(sorted[mid]) : Double(sorted[mid - 1] + sorted[mid]) / 2
-                return micros / 1_000_000
-            }
-        }
-        var groups = groupUsers.map { id, u in
-            FunnelResult.Group(value: id == 0 ? nil : values[Int(id) - 1], users: u, medianSecondsToConvert: medians(groupTimes[id]!))
-        }
-        groups.sort { a, b in
-            if a.users[0] != b.users[0] { return a.users[0] > b.users[0] }
-            switch (a.value, b.value) {
-            case (let x?, let y?): return x < y
-            case (_?, nil): return true
-            default: return false
-            }
-        }
-        return FunnelResult(
-            users: users, medianSecondsToConvert: medians(times), breakdown: Array(groups.prefix(FunnelQuery.maxBreakdownValues)))
+        return result
     }
 }
