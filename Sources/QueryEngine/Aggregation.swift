@@ -7,7 +7,7 @@ public enum GroupKey: Sendable, Equatable {
     case botId
     /// A string property (other types are not grouping keys).
     case property(String)
-    /// Time buckets in UTC.
+    /// Time buckets of local time in the query's `timeZone` (UTC by default).
     case hour
     case period(PeriodUnit)
 }
@@ -41,6 +41,9 @@ public struct AggregateQuery: Sendable {
     public var aggregate: Aggregate
     /// When set, the scan stops with `QueryError.timeout` once it has passed.
     public var deadline: ContinuousClock.Instant?
+    /// The zone whose local hours, days, weeks and months the time keys are. A bucket's key
+    /// is the UTC instant (µs) its local start falls on.
+    public var timeZone: ZoneOffsets = .utc
 
     public init(start: Int64 = .min, end: Int64 = .max, eventName: String? = nil, groupBy: [GroupKey], aggregate: Aggregate) {
         self.start = start
@@ -166,9 +169,10 @@ public enum AggregationEngine {
     enum KeySource {
         /// Dictionary codes; the null code (`count`) has no key.
         case codes(CodeVector, StringDictionary)
-        /// Time buckets from `first` on (hours since the epoch, or period indices).
-        case hours(first: Int)
-        case periods(PeriodUnit, first: Int)
+        /// Time buckets of local time from `first` on (hours since the local epoch, or
+        /// period indices).
+        case hours(first: Int, ZoneOffsets, BucketStarts)
+        case periods(PeriodUnit, first: Int, ZoneOffsets)
         /// The block has no such column: no row has a key.
         case absent
 
@@ -181,12 +185,22 @@ public enum AggregationEngine {
 
         func name(_ local: Int) -> String {
             switch self {
-            case .codes(_, let dictionary): dictionary.string(local)
-            case .hours(let first): String(Int64(first + local) * 3_600_000_000)
-            case .periods(let unit, let first): String(unit.start(ofIndex: first + local))
-            case .absent: ""
+            case .codes(_, let dictionary):
+                return dictionary.string(local)
+            case .hours(_, _, let starts):
+                return String(starts.starts[local])
+            case .periods(let unit, let first, let zone):
+                return String(zone.utc(ofLocal: unit.start(ofIndex: first + local)))
+            case .absent:
+                return ""
             }
         }
+    }
+
+    /// Where each hour bucket of a block starts (UTC µs), recorded as rows find them.
+    final class BucketStarts {
+        var starts: [Int64]
+        init(count: Int) { starts = [Int64](repeating: 0, count: count) }
     }
 
     static func hour(ofMicros t: Int64) -> Int {
@@ -194,15 +208,23 @@ public enum AggregationEngine {
     }
 
     /// The key source of `key` in one block, and how many local numbers it uses.
-    static func keySource(_ key: GroupKey, _ columns: BlockColumns) throws -> (KeySource, Int) {
+    static func keySource(_ key: GroupKey, _ columns: BlockColumns, _ zone: ZoneOffsets) throws -> (KeySource, Int) {
         let footer = columns.block.footer
+        // The block's local times lie between its ends shifted by the smaller and the larger
+        // of the offsets there (a day holds at most one offset change).
+        let (a, b) = (zone.offset(footer.minTimestamp), zone.offset(footer.maxTimestamp))
+        let (low, high) = (footer.minTimestamp &+ min(a, b), footer.maxTimestamp &+ max(a, b))
         switch key {
         case .hour:
-            let first = hour(ofMicros: footer.minTimestamp)
-            return (.hours(first: first), hour(ofMicros: footer.maxTimestamp) - first + 1)
+            // Buckets are numbered by the UTC hour their start falls in (up to an hour before
+            // the block's first row) and the parity of their offset interval: two buckets can
+            // start in one UTC hour only across an offset change.
+            let first = hour(ofMicros: footer.minTimestamp) - 1
+            let width = (hour(ofMicros: footer.maxTimestamp) - first + 1) * 2
+            return (.hours(first: first, zone, BucketStarts(count: width)), width)
         case .period(let unit):
-            let first = unit.index(ofMicros: footer.minTimestamp)
-            return (.periods(unit, first: first), unit.index(ofMicros: footer.maxTimestamp) - first + 1)
+            let first = unit.index(ofMicros: low)
+            return (.periods(unit, first: first, zone), unit.index(ofMicros: high) - first + 1)
         case .eventName, .botId, .property:
             let column: DecodedColumn?
             switch key {
@@ -240,7 +262,7 @@ public enum AggregationEngine {
         var sources: [KeySource] = []
         var widths: [Int] = []
         for key in query.groupBy {
-            let (source, width) = try keySource(key, columns)
+            let (source, width) = try keySource(key, columns, query.timeZone)
             if case .absent = source { return partial }
             sources.append(source)
             widths.append(width)
@@ -403,13 +425,21 @@ public enum AggregationEngine {
             case .u16(let c): c.withUnsafeBufferPointer(assign)
             case .u32(let c): c.withUnsafeBufferPointer(assign)
             }
-        case .hours(let first):
-            for i in 0..<count where groups[i] >= 0 {
-                groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: hour(ofMicros: ts[Int(selection[i])]) - first)
+        case .hours(let first, let zone, let starts):
+            var cursor = ZoneOffsets.Cursor(zone)
+            starts.starts.withUnsafeMutableBufferPointer { starts in
+                for i in 0..<count where groups[i] >= 0 {
+                    let start = cursor.startOfLocalUnit(ts[Int(selection[i])], length: 3_600_000_000)
+                    let slot = (hour(ofMicros: start) - first) * 2 + (cursor.index & 1)
+                    starts[slot] = start
+                    groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: slot)
+                }
             }
-        case .periods(let unit, let first):
+        case .periods(let unit, let first, let zone):
+            var cursor = ZoneOffsets.Cursor(zone)
             for i in 0..<count where groups[i] >= 0 {
-                groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: unit.index(ofMicros: ts[Int(selection[i])]) - first)
+                let local = cursor.local(ts[Int(selection[i])])
+                groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: unit.index(ofMicros: local) - first)
             }
         case .absent:
             for i in 0..<count { groups[i] = -1 }

@@ -1,3 +1,5 @@
+import QueryEngine
+
 extension Binder {
     func bindAggregate(_ name: String, _ args: [Expression], distinct: Bool, _ input: Scope, _ location: SourceLocation) throws -> AggregateCall {
         for a in args where containsAggregate(a) {
@@ -118,10 +120,21 @@ extension Binder {
             try arity(1...64)
             return (.function(.concat, try args.map { try sub($0, .string).0 }), .string)
         case "date_trunc":
-            try arity(2...2)
+            try arity(2...3)
             let u = try unit(0)
             let (b, t) = try sub(args[1], .timestamp)
             guard t == .timestamp || t == .date || t == .null else { throw error(.type, "date_trunc needs a timestamp or date, not \(t)", args[1].location) }
+            if args.count == 3 {
+                // The local periods of an IANA zone; the result is the instant one starts.
+                guard case .literal(.string(let zone)) = args[2].kind else {
+                    throw error(.type, "date_trunc's time zone must be a string literal such as 'Europe/Berlin'", args[2].location)
+                }
+                guard ZoneOffsets.named(zone) != nil else {
+                    throw error(.type, "'\(zone)' is not an IANA time zone name", args[2].location)
+                }
+                let instant = t == .date ? BoundExpression.cast(b, .timestamp) : b
+                return (.function(.dateTrunc, [.literal(.string(u)), instant, .literal(.string(zone))]), .timestamp)
+            }
             let resultType: SQLType = t == .date && DateUnit(rawValue: u)!.isWholeDays ? .date : .timestamp
             return (.function(.dateTrunc, [.literal(.string(u)), b]), resultType)
         case "date_diff", "datediff":

@@ -1,4 +1,5 @@
 import EventLog
+import QueryEngine
 import Foundation
 
 /// Evaluates bound expressions over one row. SQL's three-valued logic: NULL in, NULL out,
@@ -247,6 +248,9 @@ enum Evaluator {
             return values[0]
         case .dateTrunc:
             guard case .string(let u) = values[0], let unit = DateUnit(rawValue: u), let t = micros(values[1]) else { return .null }
+            if values.count == 3, case .string(let name) = values[2], let zone = ZoneOffsets.named(name) {
+                return .timestamp(truncate(t, unit, in: zone))
+            }
             let truncated = truncate(t, unit)
             if case .date = values[1], unit.isWholeDays { return .date(Int32(SQLValue.floorDiv(truncated, SQLValue.microsPerDay))) }
             return .timestamp(truncated)
@@ -274,6 +278,17 @@ enum Evaluator {
             let (y, m, _) = Timestamp.civilFromDays(Int(day))
             let month = unit == .month ? m : unit == .quarter ? (m - 1) / 3 * 3 + 1 : 1
             return Int64(Timestamp.daysFromCivil(year: y, month: month, day: 1)) * SQLValue.microsPerDay
+        }
+    }
+
+    /// The instant the local `unit` of `zone` holding `t` starts: clock units (second, minute,
+    /// hour) under the offset in force at `t`, calendar ones from local midnight.
+    static func truncate(_ t: Int64, _ unit: DateUnit, in zone: ZoneOffsets) -> Int64 {
+        switch unit {
+        case .second: return zone.startOfLocalUnit(t, length: 1_000_000)
+        case .minute: return zone.startOfLocalUnit(t, length: 60_000_000)
+        case .hour: return zone.startOfLocalUnit(t, length: 3_600_000_000)
+        default: return zone.utc(ofLocal: truncate(zone.local(t), unit))
         }
     }
 

@@ -67,16 +67,27 @@ struct NativeAggregate {
         }
         var keys: [Key] = []
         var groupBy: [GroupKey] = []
+        var timeZone: String?
         for g in groups {
             switch g {
             case .column(let c) where c == column("event_name"):
                 keys.append(.eventName)
                 groupBy.append(.eventName)
             case .column(let c) where c == column("date"):
+                guard timeZone == nil || timeZone == "UTC" else { return nil }
+                timeZone = "UTC"
                 keys.append(.date)
                 groupBy.append(.period(.day))
             case .function(.dateTrunc, let args):
                 guard case .literal(.string(let u)) = args[0], case .column(let c) = args[1], c == column("timestamp") else { return nil }
+                // Time keys share the query's one zone.
+                var zone = "UTC"
+                if args.count == 3 {
+                    guard case .literal(.string(let name)) = args[2] else { return nil }
+                    zone = name
+                }
+                guard timeZone == nil || timeZone == zone else { return nil }
+                timeZone = zone
                 switch DateUnit(rawValue: u) {
                 case .hour?: groupBy.append(.hour)
                 case .day?: groupBy.append(.period(.day))
@@ -112,6 +123,10 @@ struct NativeAggregate {
         }
         var query = AggregateQuery(start: scan.start, end: scan.end, eventName: eventName, groupBy: groupBy, aggregate: aggregate)
         query.filters = []
+        if let timeZone {
+            guard let zone = ZoneOffsets.named(timeZone) else { return nil }
+            query.timeZone = zone
+        }
         return NativeAggregate(query: query, keys: keys)
     }
 }

@@ -1,4 +1,5 @@
 import EventLog
+import Foundation
 import QueryEngine
 import TallyTestSupport
 import Testing
@@ -16,8 +17,10 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
             case .botId: if let b = e.botId { keys.append(b) } else { complete = false }
             case .property(let p):
                 if case .string(let s) = Reference.value(e, p) { keys.append(s) } else { complete = false }
-            case .hour: keys.append(String(e.timestamp / 3_600_000_000 * 3_600_000_000))
-            case .period(let unit): keys.append(String(unit.start(ofIndex: unit.index(ofMicros: e.timestamp))))
+            case .hour: keys.append(calendarBucket(e.timestamp, .hour, q.timeZone.identifier))
+            case .period(.day): keys.append(calendarBucket(e.timestamp, .day, q.timeZone.identifier))
+            case .period(.week): keys.append(calendarBucket(e.timestamp, .weekOfYear, q.timeZone.identifier))
+            case .period(.month): keys.append(calendarBucket(e.timestamp, .month, q.timeZone.identifier))
             }
         }
         if complete { groups[keys, default: []].append(e) }
@@ -53,6 +56,21 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
     return rows.sorted { $0.keys.lexicographicallyPrecedes($1.keys) }
 }
 
+/// The UTC instant (µs, as a key string) where Foundation's calendar says the local hour,
+/// day, ISO week or month holding `micros` starts in zone `zone`: a reference independent of
+/// the engine's offset tables.
+func calendarBucket(_ micros: Int64, _ component: Calendar.Component, _ zone: String) -> String {
+    var calendar = Calendar(identifier: .gregorian)
+    calendar.timeZone = TimeZone(identifier: zone)!
+    calendar.firstWeekday = 2
+    calendar.minimumDaysInFirstWeek = 4
+    let date = Date(timeIntervalSince1970: Double(micros) / 1_000_000)
+    let start = calendar.dateInterval(of: component, for: date)!.start
+    return String(Int64((start.timeIntervalSince1970 * 1_000_000).rounded()))
+}
+
+let testZones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Australia/Lord_Howe", "America/Santiago"]
+
 @Suite struct AggregationTests {
     @Test func agreesWithTheReferenceOnRandomQueries() async throws {
         var rng = SeededRandom(seed: 5150)
@@ -71,6 +89,7 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
                 groupBy: (0..<Int.random(in: 0...2, using: &rng)).map { _ in keys.randomElement(using: &rng)! },
                 aggregate: aggregates.randomElement(using: &rng)!)
             if Bool.random(using: &rng) { q.filters = [randomFilter(&rng)] }
+            q.timeZone = ZoneOffsets.named(testZones.randomElement(using: &rng)!)!
             let engine = try AggregationEngine.run(q, on: snapshot).rows
             let reference = referenceAggregate(q, project.events)
             #expect(engine.map(\.keys) == reference.map(\.keys), "\(q)")
@@ -79,6 +98,59 @@ func referenceAggregate(_ q: AggregateQuery, _ events: [Event]) -> [AggregateRes
             }
         }
         project.log.close()
+    }
+}
+
+@Suite struct TimeZoneTests {
+    /// Events every 20 minutes across both 2024 DST changes of four zones, grouped by local
+    /// hour, day, week and month: the engine agrees with Foundation's calendar, including the
+    /// hour a fall-back change repeats (two buckets) and the one a spring-forward skips.
+    @Test(arguments: ["Europe/Berlin", "America/New_York", "Australia/Lord_Howe", "America/Santiago"])
+    func bucketsFollowLocalTimeAcrossDSTChanges(zone: String) async throws {
+        var project = try TestProject()
+        let table = ZoneOffsets.named(zone)!
+        var events: [Event] = []
+        // Around each transition of 2024, two days either side.
+        let year2024: Int64 = 1_704_067_200_000_000
+        let transitions = table.transitionsForTesting.filter { $0 >= year2024 && $0 < year2024 + 366 * 86_400_000_000 }
+        #expect(transitions.count == 2)
+        for transition in transitions {
+            var t = transition - 2 * 86_400_000_000
+            while t < transition + 2 * 86_400_000_000 {
+                events.append(Event(name: "tick", timestamp: t, receivedAt: t, userId: "u\(t % 7)"))
+                t += 20 * 60_000_000
+            }
+        }
+        try await project.add(events)
+        try project.compact(limit: events.count / 2)
+        let snapshot = try project.snapshot()
+        for key in [GroupKey.hour, .period(.day), .period(.week), .period(.month)] {
+            var q = AggregateQuery(groupBy: [key], aggregate: .count)
+            q.timeZone = table
+            let engine = try AggregationEngine.run(q, on: snapshot).rows
+            let reference = referenceAggregate(q, project.events)
+            let extra = engine.filter { !reference.contains($0) }.map { "\($0.keys[0])=\($0.values[0])" }
+            let missing = reference.filter { !engine.contains($0) }.map { "\($0.keys[0])=\($0.values[0])" }
+            #expect(extra.isEmpty && missing.isEmpty, "\(zone) \(key): engine has \(extra), reference has \(missing)")
+        }
+        project.log.close()
+    }
+
+    /// Local times map back to instants: a repeated local time to its first occurrence, a
+    /// skipped one to the instant of the change.
+    @Test func localTimesMapToInstants() {
+        let berlin = ZoneOffsets.named("Europe/Berlin")!
+        let hour: Int64 = 3_600_000_000
+        let springForward: Int64 = 1_711_846_800_000_000  // 2024-03-31T01:00Z: 02:00 → 03:00
+        let fallBack: Int64 = 1_729_990_800_000_000  // 2024-10-27T01:00Z: 03:00 → 02:00
+        #expect(berlin.offset(springForward - 1) == hour && berlin.offset(springForward) == 2 * hour)
+        #expect(berlin.offset(fallBack - 1) == 2 * hour && berlin.offset(fallBack) == hour)
+        // 02:30 local on 2024-03-31 does not exist.
+        #expect(berlin.utc(ofLocal: berlin.local(springForward) - hour / 2) == springForward)
+        // 02:30 local on 2024-10-27 happens at 00:30Z and again at 01:30Z.
+        #expect(berlin.utc(ofLocal: berlin.local(fallBack) + hour / 2) == fallBack - hour / 2)
+        #expect(ZoneOffsets.named("Not/AZone") == nil)
+        #expect(ZoneOffsets.utc.offset(0) == 0)
     }
 }
 

@@ -109,6 +109,47 @@ func conversationEvents() -> [Event] {
         }
     }
 
+    /// `date_trunc(unit, t, zone)` buckets by local time across Berlin's 2024 DST changes, on
+    /// the native and the general path alike, as Foundation's calendar does.
+    @Test func dateTruncInATimeZone() async throws {
+        let springForward: Int64 = 1_711_846_800_000_000  // 2024-03-31T01:00Z
+        let fallBack: Int64 = 1_729_990_800_000_000  // 2024-10-27T01:00Z
+        var events: [Event] = []
+        for transition in [springForward, fallBack] {
+            var t = transition - 2 * dayMicros
+            while t < transition + 2 * dayMicros {
+                events.append(Event(name: "tick", timestamp: t, receivedAt: t, userId: "u"))
+                t += 25 * 60_000_000
+            }
+        }
+        let fixture = try await EventFixture(events, compactFirst: events.count / 2)
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = TimeZone(identifier: "Europe/Berlin")!
+        calendar.firstWeekday = 2
+        calendar.minimumDaysInFirstWeek = 4
+        for (unit, component) in [("hour", Calendar.Component.hour), ("day", .day), ("week", .weekOfYear), ("month", .month)] {
+            var expected: [Int64: Int64] = [:]
+            for e in events {
+                let start = calendar.dateInterval(of: component, for: Date(timeIntervalSince1970: Double(e.timestamp) / 1e6))!.start
+                expected[Int64((start.timeIntervalSince1970 * 1e6).rounded()), default: 0] += 1
+            }
+            let wanted = expected.sorted { $0.key < $1.key }.map { [SQLValue.timestamp($0.key), .int($0.value)] }
+            let native = try fixture.query(
+                "SELECT date_trunc('\(unit)', timestamp, 'Europe/Berlin') AS b, count(*) FROM events GROUP BY b ORDER BY b")
+            let general = try fixture.query(
+                "SELECT date_trunc('\(unit)', timestamp, 'Europe/Berlin') AS b, count(*) FROM events WHERE user_id IS NOT NULL GROUP BY b ORDER BY b")
+            #expect(native.native && !general.native)
+            #expect(native.rows == wanted, "\(unit), native")
+            #expect(general.rows == wanted, "\(unit), general")
+        }
+        do {
+            _ = try fixture.query("SELECT date_trunc('day', timestamp, 'Mars/Olympus') FROM events")
+            Issue.record("an unknown zone should fail")
+        } catch let error as SQLError {
+            #expect(error.summary.hasPrefix("'Mars/Olympus' is not an IANA time zone name at 1:"), "\(error.summary)")
+        }
+    }
+
     @Test func expressionsAndNulls() async throws {
         let fixture = try await EventFixture(conversationEvents())
         let r = try fixture.query("""
