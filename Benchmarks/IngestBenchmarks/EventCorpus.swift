@@ -1,27 +1,6 @@
 import EventLog
+import BenchmarkSupport
 import Foundation
-
-/// SplitMix64: a tiny deterministic generator, so every run benchmarks the same bytes.
-struct SplitMix64 {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-
-    mutating func pick<T>(_ values: [T]) -> T { values[below(values.count)] }
-
-    mutating func hex(_ digits: Int) -> String {
-        let alphabet = Array("0123456789abcdef")
-        return String((0..<digits).map { _ in alphabet[below(16)] })
-    }
-}
 
 /// A deterministic batch of analytics events, as an SDK would send them to `POST /events/batch`.
 ///

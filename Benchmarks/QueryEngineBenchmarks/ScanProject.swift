@@ -1,30 +1,9 @@
 import ColumnStore
 import EventLog
+import BenchmarkSupport
 import Foundation
 import Logging
 import QueryEngine
-
-/// SplitMix64: a tiny deterministic generator, so every run scans the same rows.
-struct SplitMix64 {
-    var state: UInt64
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
-    mutating func below(_ n: Int) -> Int { Int(next() % UInt64(n)) }
-
-    /// An index drawn with probability proportional to its weight; `cumulative` holds the
-    /// running sums of the weights.
-    mutating func weighted(_ cumulative: [Int]) -> Int {
-        let x = below(cumulative.last!)
-        return cumulative.firstIndex { x < $0 }!
-    }
-}
 
 /// A real project on disk, shaped like ten days of chat-bot traffic: events appended to an
 /// `EventLog` in 1,000-event batches, all of them compacted into block files (one per UTC day),
