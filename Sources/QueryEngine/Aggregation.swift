@@ -111,6 +111,8 @@ public enum AggregationEngine {
 
     /// Bitmap words a block may use for distinct counts (32 MiB).
     static let distinctBudgetWords = 4 << 20
+    /// Values exact percentiles may hold in memory at once (512 MiB).
+    static let sampleBudget = 64 << 20
 
     /// `threads`: blocks scanned at once (default: one per core).
     public static func run(_ query: AggregateQuery, on snapshot: QuerySnapshot, threads: Int? = nil) throws -> AggregateResult {
@@ -118,7 +120,16 @@ public enum AggregationEngine {
         precondition(query.groupBy.count <= 2, "at most two grouping keys")
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
         var total = Partial()
-        for result in parallelMap(blocks.count, threads: threads, { try scan(blocks[$0], query, snapshot) }) { total.merge(try result.get()) }
+        var samples = 0
+        for result in parallelMap(blocks.count, threads: threads, { try scan(blocks[$0], query, snapshot) }) {
+            let partial = try result.get()
+            samples += partial.samples.reduce(0) { $0 + $1.count }
+            if samples > Self.sampleBudget {
+                throw QueryError.memoryBudget(
+                    "exact percentiles over more than \(Self.sampleBudget) values would take over \(Self.sampleBudget * 8 >> 20) MiB; narrow the time range or add filters")
+            }
+            total.merge(partial)
+        }
         // Percentiles select within each group, the groups on every core.
         var selected: [[Double]] = []
         if case .percentiles(_, let ps) = query.aggregate {

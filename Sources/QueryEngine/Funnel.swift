@@ -107,6 +107,8 @@ public enum FunnelEngine {
         }
     }
     static let maxBreakdownIds = (1 << 24) - 1
+    /// Step and exclusion events one funnel may hold (1 GiB of entries).
+    static let maxEntries = 64 << 20
     static let unrelated: UInt8 = 255
     /// Entries of exclusion events have step `exclusionBase + index`: after every step at
     /// equal times, so a step and an exclusion at the same instant count the step first.
@@ -252,6 +254,11 @@ public enum FunnelEngine {
         let threads = ProcessInfo.processInfo.activeProcessorCount
         var parts = try parallelMap(blocks.count, threads: threads) { try blockEntries(of: blocks[$0], query, snapshot) }
             .map { try $0.get() }
+        let entryCount = parts.reduce(0) { $0 + $1.entries.count }
+        if entryCount > maxEntries {
+            throw QueryError.memoryBudget(
+                "the funnel matches \(entryCount) events, more than the \(maxEntries) (\(maxEntries * MemoryLayout<Entry>.stride >> 20) MiB) one query may hold; narrow the date range or the steps")
+        }
         // Breakdown values get query-wide numbers, in block order.
         var values: [String] = []
         var valueIds: [String: UInt32] = [:]
