@@ -183,7 +183,7 @@ public enum AggregationEngine {
         /// Time buckets of local time from `first` on (hours since the local epoch, or
         /// period indices).
         case hours(first: Int, ZoneOffsets, BucketStarts)
-        case periods(PeriodUnit, first: Int, ZoneOffsets)
+        case periods(PeriodUnit, first: Int, ZoneOffsets, boundaries: [Int64]?)
         /// The block has no such column: no row has a key.
         case absent
 
@@ -200,7 +200,7 @@ public enum AggregationEngine {
                 return dictionary.string(local)
             case .hours(_, _, let starts):
                 return String(starts.starts[local])
-            case .periods(let unit, let first, let zone):
+            case .periods(let unit, let first, let zone, _):
                 return String(zone.utc(ofLocal: unit.start(ofIndex: first + local)))
             case .absent:
                 return ""
@@ -235,7 +235,16 @@ public enum AggregationEngine {
             return (.hours(first: first, zone, BucketStarts(count: width)), width)
         case .period(let unit):
             let first = unit.index(ofMicros: low)
-            return (.periods(unit, first: first, zone), unit.index(ofMicros: high) - first + 1)
+            let width = unit.index(ofMicros: high) - first + 1
+            // Within one offset interval local time only moves forward, so a row's period is
+            // the number of period starts at or before it: a block of one day has one or two
+            // periods, and no row needs a division. (Across a change, local time can step back,
+            // and each row is converted on its own.)
+            var boundaries: [Int64]?
+            if zone.interval(footer.minTimestamp).to > footer.maxTimestamp {
+                boundaries = (1..<max(width, 1)).map { zone.utc(ofLocal: unit.start(ofIndex: first + $0)) }
+            }
+            return (.periods(unit, first: first, zone, boundaries: boundaries), width)
         case .eventName, .botId, .property:
             let column: DecodedColumn?
             switch key {
@@ -446,7 +455,20 @@ public enum AggregationEngine {
                     groups[i] = groups[i] &* scale &+ Int32(truncatingIfNeeded: slot)
                 }
             }
-        case .periods(let unit, let first, let zone):
+        case .periods(_, _, _, let boundaries?):
+            if boundaries.isEmpty {
+                for i in 0..<count where groups[i] >= 0 { groups[i] = groups[i] &* scale }
+            } else {
+                boundaries.withUnsafeBufferPointer { b in
+                    for i in 0..<count where groups[i] >= 0 {
+                        let t = ts[Int(selection[i])]
+                        var period: Int32 = 0
+                        for boundary in b { period &+= t >= boundary ? 1 : 0 }
+                        groups[i] = groups[i] &* scale &+ period
+                    }
+                }
+            }
+        case .periods(let unit, let first, let zone, nil):
             var cursor = ZoneOffsets.Cursor(zone)
             for i in 0..<count where groups[i] >= 0 {
                 let local = cursor.local(ts[Int(selection[i])])

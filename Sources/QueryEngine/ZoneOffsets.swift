@@ -51,8 +51,8 @@ public struct ZoneOffsets: Sendable, Equatable {
 
     public var isUTC: Bool { transitions.isEmpty && offsets[0] == 0 }
 
-    /// The instants (UTC µs) where the offset changes.
-    public var transitionsForTesting: [Int64] { transitions }
+    /// The instants (UTC µs) where the offset changes, 1900 to 2100.
+    public var changes: [Int64] { transitions }
 
     /// The interval holding UTC instant `micros`: its number, its offset and the instants it
     /// spans.

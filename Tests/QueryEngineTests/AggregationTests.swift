@@ -112,7 +112,7 @@ let testZones = ["UTC", "Europe/Berlin", "America/New_York", "Asia/Kolkata", "Au
         var events: [Event] = []
         // Around each transition of 2024, two days either side.
         let year2024: Int64 = 1_704_067_200_000_000
-        let transitions = table.transitionsForTesting.filter { $0 >= year2024 && $0 < year2024 + 366 * 86_400_000_000 }
+        let transitions = table.changes.filter { $0 >= year2024 && $0 < year2024 + 366 * 86_400_000_000 }
         #expect(transitions.count == 2)
         for transition in transitions {
             var t = transition - 2 * 86_400_000_000
