@@ -332,6 +332,12 @@ public enum AggregationEngine {
         var sampleCount = 0
         let aggregate = query.aggregate
 
+        // A count whose keys are all the same for the whole block needs no per-row work past
+        // the predicates.
+        let constantGroup = query.aggregate == .count && sources.allSatisfy {
+            if case .periods(_, _, _, let boundaries?) = $0 { return boundaries.isEmpty }
+            return false
+        }
         let size = VectorScan.vectorSize
         let selection = UnsafeMutablePointer<UInt32>.allocate(capacity: size)
         let groups = UnsafeMutablePointer<Int32>.allocate(capacity: size)
@@ -348,9 +354,22 @@ public enum AggregationEngine {
             while start < n {
                 let end = min(start + size, n)
                 defer { start = end }
-                var count = selectRows(selection, start, end, timestamps: ts, from: query.start, to: query.end, check: checkTime)
-                for predicate in predicates where count > 0 { count = predicate.refine(selection, count) }
+                var count: Int
+                var remaining = predicates[...]
+                if !checkTime, let first = predicates.first {
+                    // The first predicate picks straight from the row range.
+                    count = first.select(selection, start, end)
+                    remaining = predicates.dropFirst()
+                } else {
+                    count = selectRows(selection, start, end, timestamps: ts, from: query.start, to: query.end, check: checkTime)
+                }
+                for predicate in remaining where count > 0 { count = predicate.refine(selection, count) }
                 if count == 0 { continue }
+                if constantGroup {
+                    // Every row of the block has the same group (none, or one period).
+                    counts[0] &+= count
+                    continue
+                }
 
                 // Each selected row's group, or -1 when a key is missing.
                 for i in 0..<count { groups[i] = 0 }

@@ -30,6 +30,27 @@ enum RowPredicate {
         return .codes(codes, verdicts)
     }
 
+    /// Writes the rows of `start..<end` for which the predicate holds into `selection`, in
+    /// order; returns how many.
+    func select(_ selection: UnsafeMutablePointer<UInt32>, _ start: Int, _ end: Int) -> Int {
+        switch self {
+        case .constant(let holds):
+            guard holds else { return 0 }
+            for r in start..<end { selection[r - start] = UInt32(truncatingIfNeeded: r) }
+            return end - start
+        case .mask(let mask):
+            return mask.withUnsafeBufferPointer { m in pick(selection, start, end) { m[$0] } }
+        case .codes(let codes, let verdicts):
+            return verdicts.withUnsafeBufferPointer { t in
+                switch codes {
+                case .u8(let c): c.withUnsafeBufferPointer { c in pick(selection, start, end) { t[Int(c[$0])] } }
+                case .u16(let c): c.withUnsafeBufferPointer { c in pick(selection, start, end) { t[Int(c[$0])] } }
+                case .u32(let c): c.withUnsafeBufferPointer { c in pick(selection, start, end) { t[Int(c[$0])] } }
+                }
+            }
+        }
+    }
+
     /// Keeps the rows of `selection[0..<count]` for which the predicate holds, in order;
     /// returns how many.
     func refine(_ selection: UnsafeMutablePointer<UInt32>, _ count: Int) -> Int {
@@ -59,6 +80,18 @@ func compact(_ selection: UnsafeMutablePointer<UInt32>, _ count: Int, _ keep: (U
         let row = selection[i]
         selection[kept] = row
         kept &+= keep(row) ? 1 : 0
+    }
+    return kept
+}
+
+/// Writes the rows of `start..<end` that `keep` accepts into `selection`, branch-free like
+/// `compact`; returns how many.
+@inline(__always)
+func pick(_ selection: UnsafeMutablePointer<UInt32>, _ start: Int, _ end: Int, _ keep: (Int) -> Bool) -> Int {
+    var kept = 0
+    for r in start..<end {
+        selection[kept] = UInt32(truncatingIfNeeded: r)
+        kept &+= keep(r) ? 1 : 0
     }
     return kept
 }
