@@ -1,5 +1,6 @@
 public import ColumnStore
 public import EventLog
+import Foundation
 
 /// Calendar periods in UTC: days, ISO weeks (starting Monday) and months.
 public enum PeriodUnit: String, Sendable, CaseIterable {
@@ -71,20 +72,31 @@ public struct Cohort: Sendable, Equatable {
 public enum RetentionEngine {
     public static func run(_ query: CohortQuery, on snapshot: QuerySnapshot) throws -> [Cohort] {
         let unit = query.unit
-        // First event of each person, over all time.
-        var first = [Int64](repeating: .max, count: snapshot.people.count)
-        var perBlock: [(BlockColumns, [Int64], [UInt32])] = []
-        for block in snapshot.blocks {
+        let blocks = snapshot.blocks
+        let threads = ProcessInfo.processInfo.activeProcessorCount
+        // First event of each person, over all time: blocks order rows by person and then
+        // time, so each block offers one candidate per person (its first qualifying row),
+        // found on every core; the candidates are folded on one.
+        let candidates = try parallelMap(blocks.count, threads: threads) { b -> [(UInt32, Int64)] in
             try snapshot.checkDeadline()
-            let columns = BlockColumns(block)
+            let columns = BlockColumns(blocks[b])
             let ts = try columns.timestamps()
             let persons = try columns.persons()
             let starts = try query.startEvent.map { try columns.rows(named: $0) }
+            var firsts: [(UInt32, Int64)] = []
+            var previous = noPerson
             for r in 0..<columns.rows where persons[r] != noPerson && (starts?[r] ?? true) {
-                let p = Int(persons[r])
-                if ts[r] < first[p] { first[p] = ts[r] }
+                let p = persons[r]
+                if p != previous || ts[r] < firsts[firsts.count - 1].1 {
+                    if p == previous { firsts[firsts.count - 1].1 = ts[r] } else { firsts.append((p, ts[r])) }
+                    previous = p
+                }
             }
-            perBlock.append((columns, ts, persons))
+            return firsts
+        }
+        var first = [Int64](repeating: .max, count: snapshot.people.count)
+        for part in candidates {
+            for (p, t) in try part.get() where t < first[Int(p)] { first[Int(p)] = t }
         }
         let firstCohort = unit.index(ofMicros: query.start)
         var cohortIndex = firstCohort
@@ -92,13 +104,15 @@ public enum RetentionEngine {
         let lastCohort = unit.index(ofMicros: query.end - 1)
         guard cohortIndex <= lastCohort else { return [] }
         let cohortCount = lastCohort - cohortIndex + 1
-        func offsets(_ c: Int) -> Int {
+        // Offsets shown per cohort: n + 1 with `periods`, else while the period starts before
+        // the end of the range.
+        let offsetCounts: [Int] = (0..<cohortCount).map { c in
             if let periods = query.periods { return periods + 1 }
             var k = 0
-            while unit.start(ofIndex: c + k) < query.end { k += 1 }
+            while unit.start(ofIndex: cohortIndex + c + k) < query.end { k += 1 }
             return max(k, 1)
         }
-        let maxOffsets = offsets(cohortIndex)
+        let maxOffsets = offsetCounts.max() ?? 1
         // Members per cohort.
         var cohortOf = [Int32](repeating: -1, count: first.count)
         var sizes = [Int](repeating: 0, count: cohortCount)
@@ -109,21 +123,46 @@ public enum RetentionEngine {
                 sizes[c] += 1
             }
         }
-        // Returning people per (cohort, offset): a bit per (person, offset), counted once.
-        var returned = [[Int]](repeating: [Int](repeating: 0, count: maxOffsets), count: cohortCount)
-        var seen = Set<UInt64>()
-        for (columns, ts, persons) in perBlock {
-            let returns = try query.returnEvent.map { try columns.rows(named: $0) }
-            for r in 0..<columns.rows where persons[r] != noPerson && (returns?[r] ?? true) {
-                let c = Int(cohortOf[Int(persons[r])])
+        // Returns: each block lists its (person, offset) pairs on every core (a person's rows
+        // are contiguous and in time order, so duplicates within a block are neighbours);
+        // a bit per (offset, person) then counts each once.
+        let cohorts = cohortOf
+        let firstIndex = cohortIndex
+        let returns = try parallelMap(blocks.count, threads: threads) { b -> [(UInt32, Int32)] in
+            try snapshot.checkDeadline()
+            let columns = BlockColumns(blocks[b])
+            let ts = try columns.timestamps()
+            let persons = try columns.persons()
+            let returning = try query.returnEvent.map { try columns.rows(named: $0) }
+            var pairs: [(UInt32, Int32)] = []
+            var last: (UInt32, Int32) = (noPerson, -1)
+            for r in 0..<columns.rows where persons[r] != noPerson && (returning?[r] ?? true) {
+                let p = persons[r]
+                let c = Int(cohorts[Int(p)])
                 guard c >= 0 else { continue }
-                let k = unit.index(ofMicros: ts[r]) - (cohortIndex + c)
-                guard k >= 1 && k < offsets(cohortIndex + c) else { continue }
-                if seen.insert(UInt64(persons[r]) << 16 | UInt64(k)).inserted { returned[c][k] += 1 }
+                let k = unit.index(ofMicros: ts[r]) - (firstIndex + c)
+                guard k >= 1 && k < offsetCounts[c] else { continue }
+                if last.0 == p && last.1 == Int32(k) { continue }
+                last = (p, Int32(k))
+                pairs.append(last)
+            }
+            return pairs
+        }
+        let words = (first.count + 63) / 64
+        var marked = [UInt64](repeating: 0, count: maxOffsets * words)
+        var returned = [[Int]](repeating: [Int](repeating: 0, count: maxOffsets), count: cohortCount)
+        for part in returns {
+            for (p, k) in try part.get() {
+                let word = Int(k) * words + Int(p >> 6)
+                let bit: UInt64 = 1 << UInt64(p & 63)
+                if marked[word] & bit == 0 {
+                    marked[word] |= bit
+                    returned[Int(cohortOf[Int(p)])][Int(k)] += 1
+                }
             }
         }
         return (0..<cohortCount).map { c in
-            let n = offsets(cohortIndex + c)
+            let n = offsetCounts[c]
             let size = sizes[c]
             var retention = [Double](repeating: 0, count: n)
             for k in 0..<n {
