@@ -530,17 +530,6 @@ public enum AggregationEngine {
     }
 }
 
-/// Clears `keep[r]` wherever `mask[r]` is false.
-@inline(__always)
-func clear(_ keep: inout [Bool], where mask: [Bool]) {
-    let n = min(keep.count, mask.count)
-    keep.withUnsafeMutableBufferPointer { k in
-        mask.withUnsafeBufferPointer { m in
-            for r in 0..<n { k[r] = k[r] && m[r] }
-        }
-    }
-}
-
 /// The k-th smallest value without sorting everything (quickselect, median-of-three pivots):
 /// linear on average, where a percentile by sorting is n log n.
 enum Selection {
