@@ -613,12 +613,6 @@ enum SequencePrediction {
 
     /// For each row, the sequence number the k-th smallest timestamp would have, where k is
     /// the row's rank by (timestamp, row).
-    static func predict(timestamps: [Int64], sequences: [Int64]) -> [Int64] {
-        var sorted = sequences.map { UInt64(bitPattern: $0) }
-        if zip(sorted, sorted.dropFirst()).contains(where: { $0 > $1 }) { sorted.sort() }
-        return predict(timestamps: timestamps, sortedSequences: sorted.map { Int64(bitPattern: $0) })
-    }
-
     static func predict(timestamps: [Int64], sortedSequences: [Int64]) -> [Int64] {
         let n = timestamps.count
         let byTime = timestamps.withUnsafeBufferPointer { (t: UnsafeBufferPointer<Int64>) -> [UInt32] in

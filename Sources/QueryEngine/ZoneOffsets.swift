@@ -49,8 +49,6 @@ public struct ZoneOffsets: Sendable, Equatable {
         return table
     }
 
-    public var isUTC: Bool { transitions.isEmpty && offsets[0] == 0 }
-
     /// The instants (UTC µs) where the offset changes, 1900 to 2100.
     public var changes: [Int64] { transitions }
 
