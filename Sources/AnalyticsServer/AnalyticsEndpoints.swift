@@ -363,7 +363,13 @@ extension TallyServer {
     /// cooperative pool never waits behind a scan.
     static func offPool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue.global(qos: .userInitiated).async { continuation.resume(with: Result { try work() }) }
+            DispatchQueue.global(qos: .userInitiated).async {
+                let started = ContinuousClock.now
+                let result = Result { try work() }
+                // A long query has usually decoded and freed hundreds of MiB.
+                if ContinuousClock.now - started > .milliseconds(100) { FreedMemory.giveBack() }
+                continuation.resume(with: result)
+            }
         }
     }
 

@@ -20,6 +20,10 @@ public struct ServerConfiguration: Sendable {
     public var analyticsTimeoutSeconds = 30.0
     /// Limits of POST /query.
     public var sql = SQLSettings()
+    /// Decoded columns kept between queries. Smaller than the command-line default (512 MiB)
+    /// so that a server over 100 M events stays within 1 GiB; warm queries over a working set
+    /// larger than this decode again.
+    public var columnCacheBytes = 256 << 20
 
     public init() {}
 }

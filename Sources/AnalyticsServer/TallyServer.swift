@@ -2,6 +2,7 @@ public import EventLog
 public import Hummingbird
 public import Logging
 import NIOCore
+import QueryEngine
 import ServiceLifecycle
 import Prometheus
 import HTTPTypes
@@ -21,6 +22,7 @@ public final class TallyServer: Sendable {
     public init(configuration: ServerConfiguration, logger: Logger = Logger(label: "tally")) throws {
         self.configuration = configuration
         self.logger = logger
+        ColumnCache.shared.budgetBytes = configuration.columnCacheBytes
         try FileIO.makeDirectories(configuration.dataDirectory)
         metadata = try MetadataStore(path: configuration.dataDirectory + "/meta.sqlite")
         metrics = ServerMetrics()

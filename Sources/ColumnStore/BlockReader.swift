@@ -37,6 +37,7 @@ public enum CodeVector: Sendable {
     case u16([UInt16])
     case u32([UInt32])
 
+    @inlinable
     public var count: Int {
         switch self {
         case .u8(let c): c.count
@@ -45,6 +46,7 @@ public enum CodeVector: Sendable {
         }
     }
 
+    @inlinable
     public subscript(row: Int) -> Int {
         switch self {
         case .u8(let c): Int(c[row])
@@ -72,7 +74,7 @@ public struct DecodedColumn: Sendable {
     public let values: Values
 
     /// Calls `body` with every row that has a value, in order, a 64-row word at a time.
-    @inline(__always)
+    @inlinable
     public func forEachPresentRow(_ rows: Int, _ body: (Int) -> Void) {
         guard let presence else {
             for r in 0..<rows { body(r) }
@@ -87,7 +89,7 @@ public struct DecodedColumn: Sendable {
         }
     }
 
-    @inline(__always)
+    @inlinable
     public func isPresent(_ row: Int) -> Bool {
         guard let presence else { return true }
         return presence[row >> 6] & (1 << UInt64(row & 63)) != 0

@@ -20,10 +20,21 @@ public final class ColumnCache: @unchecked Sendable {
     private var entries: [String: (value: Value, bytes: Int, used: UInt64)] = [:]
     private var clock: UInt64 = 0
     public private(set) var bytes = 0
-    public var budgetBytes: Int
+    private var budget: Int
 
     public init(budgetBytes: Int) {
-        self.budgetBytes = budgetBytes
+        budget = budgetBytes
+    }
+
+    /// The most the cache holds; lowering it evicts down to the new limit at once.
+    public var budgetBytes: Int {
+        get { lock.withLock { budget } }
+        set {
+            lock.withLock {
+                budget = newValue
+                evict()
+            }
+        }
     }
 
     func get(_ key: String) -> Value? {
@@ -44,13 +55,17 @@ public final class ColumnCache: @unchecked Sendable {
         if let old = entries[key] { bytes -= old.bytes }
         entries[key] = (value, size, clock)
         bytes += size
-        if bytes > budgetBytes {
-            // Evict the least recently used until a tenth of the budget is free.
-            for (k, e) in entries.sorted(by: { $0.value.used < $1.value.used }) {
-                guard bytes > budgetBytes - budgetBytes / 10 else { break }
-                entries[k] = nil
-                bytes -= e.bytes
-            }
+        evict()
+    }
+
+    /// Past the budget, evicts the least recently used until a tenth of it is free. The caller
+    /// holds `lock`.
+    private func evict() {
+        guard bytes > budget else { return }
+        for (k, e) in entries.sorted(by: { $0.value.used < $1.value.used }) {
+            guard bytes > budget - budget / 10 else { break }
+            entries[k] = nil
+            bytes -= e.bytes
         }
     }
 

@@ -17,6 +17,8 @@ enum RowPredicate {
     case codes(CodeVector, [Bool])
     /// A verdict per row of the block.
     case mask([Bool])
+    /// The rows whose bit is set in a column's presence bitmap.
+    case present([UInt64])
     /// The same verdict for every row.
     case constant(Bool)
 
@@ -40,6 +42,8 @@ enum RowPredicate {
             return end - start
         case .mask(let mask):
             return mask.withUnsafeBufferPointer { m in pick(selection, start, end) { m[$0] } }
+        case .present(let bits):
+            return bits.withUnsafeBufferPointer { b in pick(selection, start, end) { b[$0 >> 6] & (1 << UInt64($0 & 63)) != 0 } }
         case .codes(let codes, let verdicts):
             return verdicts.withUnsafeBufferPointer { t in
                 switch codes {
@@ -59,6 +63,8 @@ enum RowPredicate {
             return holds ? count : 0
         case .mask(let mask):
             return mask.withUnsafeBufferPointer { m in compact(selection, count) { m[Int($0)] } }
+        case .present(let bits):
+            return bits.withUnsafeBufferPointer { b in compact(selection, count) { b[Int($0 >> 6)] & (1 << UInt64($0 & 63)) != 0 } }
         case .codes(let codes, let verdicts):
             return verdicts.withUnsafeBufferPointer { t in
                 switch codes {

@@ -4,105 +4,53 @@ import QueryEngine
 /// The `conversations` and `users` tables: one row per session and per person, derived
 /// from the events on each query (so they are as fresh as the events).
 enum DerivedTables {
-    /// The conversation model of conventions.md, as `ConversationEngine` applies it: a
-    /// conversation is a session with at least one bot event; messages are
-    /// `message_received` plus `message_sent`; completed means a `conversation_ended`,
-    /// resolved that it carries `resolved: true`; satisfaction comes from it too; topic and
-    /// channel are the first values the session carries.
-    struct Conversation {
-        var first = Int64.max
-        var last = Int64.min
-        var messages: Int64 = 0
-        var completed = false
-        var resolved = false
-        var satisfaction: SQLValue = .null
-        var bot: SQLValue = .null
-        var botTime = Int64.max
-        var user: SQLValue = .null
-        var topic: SQLValue = .null
-        var topicTime = Int64.max
-        var channel: SQLValue = .null
-        var channelTime = Int64.max
-    }
-
-    static func conversations(_ scan: TableScan, _ context: ExecutionContext) throws -> [[SQLValue]] {
+    /// One row per conversation whose first event is in the scan's time bounds, handed to
+    /// `body` as `ConversationEngine` folds them (in session id order, with the row's start
+    /// and session id for callers that sort). The model is conventions.md's, as
+    /// `ConversationEngine` applies it: satisfaction comes from the latest
+    /// `conversation_ended`; bot, topic, channel and user are the first values the session
+    /// carries.
+    static func conversations(_ scan: TableScan, _ context: ExecutionContext, _ body: ([SQLValue], Int64, UInt32) throws -> Void) throws {
         let snapshot = context.snapshot
-        var sessions: [UInt32: Conversation] = [:]
         // Sessions may start before the range and run into it, so read a day either side.
-        let margin: Int64 = 86_400_000_000
-        let readStart = scan.start == .min ? .min : scan.start - margin
-        let readEnd = scan.end == .max ? .max : scan.end + margin
-        for block in snapshot.blocks {
-            try context.checkDeadline()
-            guard block.footer.maxTimestamp >= readStart, block.footer.minTimestamp < readEnd else { continue }
-            let columns = BlockColumns(block)
-            context.scanned(columns.rows)
-            guard let nameColumn = try columns.builtin("event_name"), case .codes(let names, let dictionary) = nameColumn.values,
-                let sessionColumn = try columns.builtin("session_id"), case .ints(let sessionIds) = sessionColumn.values
-            else { continue }
-            let kind = ConversationEngine.eventKinds(dictionary)
-            let ts = try columns.timestamps()
-            let persons = try columns.persons()
-            let bots = try columns.builtin("bot_id")
-            let topics = try stringProperty("topic", columns)
-            let channels = try stringProperty("channel", columns)
-            let resolvedColumn = try columns.property("resolved").first { $0.descriptor.kind == .bool }
-            let satisfactionColumns = try columns.property("satisfaction").filter { $0.descriptor.kind == .int || $0.descriptor.kind == .double }
-            for r in 0..<columns.rows {
-                let k = kind[names[r]]
-                guard k != 0, sessionColumn.isPresent(r) else { continue }
-                if r & 4095 == 0 { try context.checkDeadline() }
-                let t = ts[r]
-                let id = UInt32(truncatingIfNeeded: sessionIds[r])
-                var s = sessions[id] ?? Conversation()
-                s.first = min(s.first, t)
-                s.last = max(s.last, t)
-                if s.user.isNull, persons[r] != noPerson { s.user = .string(snapshot.people.string(Int(persons[r]))) }
-                if k == 2 { s.messages += 1 }
-                if let bots, bots.isPresent(r), t < s.botTime, case .codes(let codes, let d) = bots.values {
-                    s.bot = .string(d.string(codes[r]))
-                    s.botTime = t
-                }
-                if k == 3 {
-                    s.completed = true
-                    if let resolvedColumn, resolvedColumn.isPresent(r), case .bools(let b) = resolvedColumn.values, b[r] != 0 { s.resolved = true }
-                    for c in satisfactionColumns where c.isPresent(r) {
-                        if case .ints(let v) = c.values { s.satisfaction = .double(Double(v[r])) }
-                        if case .doubles(let v) = c.values { s.satisfaction = .double(v[r]) }
+        let margin = ConversationEngine.margin
+        let sweep = ConversationEngine.Sweep(
+            readStart: scan.start == .min ? .min : scan.start - margin, readEnd: scan.end == .max ? .max : scan.end + margin, details: true)
+        let strings = ConversationEngine.Strings()
+        let used = scan.used.sorted()
+        var handedOver = 0
+        do {
+            _ = try ConversationEngine.fold(sweep, strings: strings, on: snapshot, threads: context.threads) { s in
+                handedOver += 1
+                if handedOver & 4095 == 0 { try context.checkDeadline() }
+                guard s.first >= scan.start && s.first < scan.end else { return }
+                var row = [SQLValue](repeating: .null, count: scan.width)
+                func text(_ i: Int32) -> SQLValue { strings[i].map { .string($0) } ?? .null }
+                // Only the columns the query reads: ids and strings cost an allocation each.
+                for slot in used {
+                    switch slot {
+                    case 0: row[0] = .string(snapshot.sessions.string(Int(s.session)))
+                    case 1: row[1] = text(s.bot)
+                    case 2: row[2] = s.person == noPerson ? .null : .string(snapshot.people.string(Int(s.person)))
+                    case 3: row[3] = text(s.channel)
+                    case 4: row[4] = .timestamp(s.first)
+                    case 5: row[5] = .timestamp(s.last)
+                    case 6: row[6] = .date(Int32(SQLValue.floorDiv(s.first, SQLValue.microsPerDay)))
+                    case 7: row[7] = .double(Double(s.last - s.first) / 1_000_000)
+                    case 8: row[8] = .int(s.messages)
+                    case 9: row[9] = .bool(s.completed)
+                    case 10: row[10] = .bool(s.resolved)
+                    case 11: row[11] = s.satisfaction.map { .double($0) } ?? .null
+                    case 12: row[12] = text(s.topic)
+                    default: break
                     }
                 }
-                if let topics, topics.isPresent(r), t < s.topicTime, case .codes(let codes, let d) = topics.values {
-                    s.topic = .string(d.string(codes[r]))
-                    s.topicTime = t
-                }
-                if let channels, channels.isPresent(r), t < s.channelTime, case .codes(let codes, let d) = channels.values {
-                    s.channel = .string(d.string(codes[r]))
-                    s.channelTime = t
-                }
-                sessions[id] = s
+                try body(row, s.first, s.session)
             }
+        } catch QueryError.timeout {
+            try context.checkDeadline()
+            throw SQLError(.timeout, "the query ran past its timeout and was cancelled")
         }
-        var rows: [[SQLValue]] = []
-        for (id, s) in sessions.sorted(by: { $0.value.first != $1.value.first ? $0.value.first < $1.value.first : $0.key < $1.key })
-        where s.first >= scan.start && s.first < scan.end {
-            var row = [SQLValue](repeating: .null, count: scan.width)
-            row[0] = .string(snapshot.sessions.string(Int(id)))
-            row[1] = s.bot
-            row[2] = s.user
-            row[3] = s.channel
-            row[4] = .timestamp(s.first)
-            row[5] = .timestamp(s.last)
-            row[6] = .date(Int32(SQLValue.floorDiv(s.first, SQLValue.microsPerDay)))
-            row[7] = .double(Double(s.last - s.first) / 1_000_000)
-            row[8] = .int(s.messages)
-            row[9] = .bool(s.completed)
-            row[10] = .bool(s.resolved)
-            row[11] = s.satisfaction
-            row[12] = s.topic
-            rows.append(row)
-            if rows.count & 4095 == 0 { try context.charge(4096 * ExecutionContext.size(row)) }
-        }
-        return rows
     }
 
     static func stringProperty(_ key: String, _ columns: BlockColumns) throws -> DecodedColumn? {

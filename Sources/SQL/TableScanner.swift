@@ -71,9 +71,24 @@ struct TableScanner {
                 try work.scanner.scanEvents(blocks[i], filter: work.filter, aggregate: work.aggregate)
             }
             return try results.map { try $0.get() }
-        case .conversations, .users:
-            let rows = scan.table == .conversations
-                ? try DerivedTables.conversations(scan, context) : try DerivedTables.users(scan, context)
+        case .conversations:
+            // Rows stream from the fold into the filter and the aggregate; only a query that
+            // returns them keeps them, in order of start and session.
+            var partial = ScanPartial()
+            if let aggregate { partial.table = AggregateTable(groups: aggregate.0, aggregates: aggregate.1) }
+            var order: [(first: Int64, session: UInt32)] = []
+            try DerivedTables.conversations(scan, context) { row, first, session in
+                if let filter, !(try Evaluator.holds(filter, row)) { return }
+                try emit(row, into: &partial)
+                if aggregate == nil { order.append((first, session)) }
+            }
+            if aggregate == nil {
+                let sorted = order.indices.sorted { order[$0].first != order[$1].first ? order[$0].first < order[$1].first : order[$0].session < order[$1].session }
+                partial.rows = sorted.map { partial.rows[$0] }
+            }
+            return [partial]
+        case .users:
+            let rows = try DerivedTables.users(scan, context)
             var partial = ScanPartial()
             if let aggregate { partial.table = AggregateTable(groups: aggregate.0, aggregates: aggregate.1) }
             for (i, row) in rows.enumerated() {
