@@ -57,22 +57,24 @@ enum DerivedTables {
         try columns.property(key).first { $0.descriptor.kind == .string }
     }
 
-    struct Person {
-        var first = Int64.max
-        var last = Int64.min
-        var events: Int64 = 0
-        var messages: Int64 = 0
-        var sessions: Set<Int64> = []
-        /// Per used property slot: the latest value and its time.
-        var latest: [(time: Int64, value: SQLValue)]
-    }
-
     /// One row per person (user id, else anonymous id): first and last seen, distinct
     /// sessions, events, messages, and each property's latest value.
+    ///
+    /// State lives in flat arrays indexed by project person id. Rows come in person-then-time
+    /// order, so a person's session set is touched only when the session changes from the
+    /// row before, not once per event.
     static func users(_ scan: TableScan, _ context: ExecutionContext) throws -> [[SQLValue]] {
         let snapshot = context.snapshot
         let propertySlots = scan.used.filter { $0 >= scan.columns.count }.sorted()
-        var people: [UInt32: Person] = [:]
+        let count = snapshot.people.count
+        var first = [Int64](repeating: .max, count: count)
+        var last = [Int64](repeating: .min, count: count)
+        var events = [Int64](repeating: 0, count: count)
+        var messages = [Int64](repeating: 0, count: count)
+        var sessions = [Set<Int64>](repeating: [], count: count)
+        /// Per used property slot and person: the latest value and its time.
+        var latest = [[(time: Int64, value: SQLValue)]](
+            repeating: [(time: Int64, value: SQLValue)](repeating: (.min, .null), count: propertySlots.isEmpty ? 0 : count), count: propertySlots.count)
         let scanner = TableScanner(scan: scan, context: context)
         for block in snapshot.blocks {
             try context.checkDeadline()
@@ -80,40 +82,46 @@ enum DerivedTables {
             context.scanned(columns.rows)
             let ts = try columns.timestamps()
             let persons = try columns.persons()
-            var isMessage: [Bool] = []
+            var isMessage = [Bool](repeating: false, count: 1)
             var names: CodeVector?
             if let c = try columns.builtin("event_name"), case .codes(let codes, let dictionary) = c.values {
                 names = codes
                 isMessage = ConversationEngine.eventKinds(dictionary).map { $0 == 2 }
             }
+            var sessionIds: [Int64]?
             let sessionColumn = try columns.builtin("session_id")
+            if let sessionColumn, case .ints(let ids) = sessionColumn.values { sessionIds = ids }
             let sources = try propertySlots.map { try scanner.source(slot: $0, columns, ts) }
-            for r in 0..<columns.rows where persons[r] != noPerson {
+            var previous: (person: UInt32, session: Int64) = (noPerson, -1)
+            for r in 0..<columns.rows {
+                let p = Int(persons[r])
+                if p == Int(noPerson) { continue }
                 if r & 4095 == 0 { try context.checkDeadline() }
                 let t = ts[r]
-                var p = people[persons[r]] ?? Person(latest: Array(repeating: (Int64.min, SQLValue.null), count: propertySlots.count))
-                p.first = min(p.first, t)
-                p.last = max(p.last, t)
-                p.events += 1
-                if let names, isMessage[names[r]] { p.messages += 1 }
-                if let sessionColumn, sessionColumn.isPresent(r), case .ints(let ids) = sessionColumn.values { p.sessions.insert(ids[r]) }
-                for (i, source) in sources.enumerated() where t >= p.latest[i].time {
-                    let v = scanner.value(source, r)
-                    if !v.isNull { p.latest[i] = (t, v) }
+                first[p] = min(first[p], t)
+                last[p] = max(last[p], t)
+                events[p] += 1
+                if let names, isMessage[names[r]] { messages[p] += 1 }
+                if let sessionIds, sessionColumn!.isPresent(r), (UInt32(p), sessionIds[r]) != previous {
+                    previous = (UInt32(p), sessionIds[r])
+                    sessions[p].insert(sessionIds[r])
                 }
-                people[persons[r]] = p
+                for (i, source) in sources.enumerated() where t >= latest[i][p].time {
+                    let v = scanner.value(source, r)
+                    if !v.isNull { latest[i][p] = (t, v) }
+                }
             }
         }
         var rows: [[SQLValue]] = []
-        for (id, p) in people.sorted(by: { $0.key < $1.key }) {
+        for p in 0..<count where events[p] > 0 {
             var row = [SQLValue](repeating: .null, count: scan.width)
-            row[0] = .string(snapshot.people.string(Int(id)))
-            row[1] = .timestamp(p.first)
-            row[2] = .timestamp(p.last)
-            row[3] = .int(Int64(p.sessions.count))
-            row[4] = .int(p.events)
-            row[5] = .int(p.messages)
-            for (i, slot) in propertySlots.enumerated() { row[slot] = p.latest[i].value }
+            row[0] = .string(snapshot.people.string(p))
+            row[1] = .timestamp(first[p])
+            row[2] = .timestamp(last[p])
+            row[3] = .int(Int64(sessions[p].count))
+            row[4] = .int(events[p])
+            row[5] = .int(messages[p])
+            for (i, slot) in propertySlots.enumerated() { row[slot] = latest[i][p].value }
             rows.append(row)
             if rows.count & 4095 == 0 { try context.charge(4096 * ExecutionContext.size(row)) }
         }

@@ -1,10 +1,11 @@
 import QueryEngine
 
 /// An aggregation over `events` that `AggregationEngine` answers directly on dictionary codes
-/// and bitmaps, with no per-row values at all: one count or distinct-user count, grouped by
-/// at most two of event name, bot id, UTC date or a time bucket, filtered only by time bounds
-/// and one event name. The planner lowers a query here when its shape fits exactly; any
-/// other query takes the general path with identical results.
+/// and bitmaps, with no per-row values at all: counts and distinct-user counts, grouped by at
+/// most two of event name, bot id, UTC date or a time bucket, filtered only by time bounds
+/// and one event name. Each aggregate is one engine scan (every one of them has the same
+/// groups: those with a row). The planner lowers a query here when its shape fits exactly;
+/// any other query takes the general path with identical results.
 struct NativeAggregate {
     enum Key {
         case eventName
@@ -12,21 +13,29 @@ struct NativeAggregate {
         case bucket(DateUnit)
     }
     var query: AggregateQuery
+    /// The aggregate of each output value, in select order.
+    var aggregates: [Aggregate]
     var keys: [Key]
 
     func run(_ context: ExecutionContext) throws -> [[SQLValue]] {
-        var query = query
-        query.deadline = context.deadline
-        let result: AggregateResult
-        do {
-            result = try AggregationEngine.run(query, on: context.snapshot, threads: context.threads)
-        } catch QueryError.timeout {
-            try context.checkDeadline()
-            throw SQLError(.timeout, "the query ran past its timeout and was cancelled")
-        } catch let error as QueryError {
-            throw SQLError(.memoryBudget, error.description)
+        var results: [AggregateResult] = []
+        for aggregate in aggregates {
+            var query = query
+            query.aggregate = aggregate
+            query.deadline = context.deadline
+            do {
+                results.append(try AggregationEngine.run(query, on: context.snapshot, threads: context.threads))
+            } catch QueryError.timeout {
+                try context.checkDeadline()
+                throw SQLError(.timeout, "the query ran past its timeout and was cancelled")
+            } catch let error as QueryError {
+                throw SQLError(.memoryBudget, error.description)
+            }
+            context.scanned(results[results.count - 1].rowsScanned)
         }
-        context.scanned(result.rowsScanned)
+        let result = results[0]
+        // The other aggregates' values by group.
+        let others = results.dropFirst().map { other in Dictionary(other.rows.map { ($0.keys, $0.values[0]) }, uniquingKeysWith: { a, _ in a }) }
         var rows: [[SQLValue]] = []
         rows.reserveCapacity(result.rows.count)
         for r in result.rows {
@@ -39,9 +48,10 @@ struct NativeAggregate {
                 }
             }
             row.append(.int(Int64(r.values[0])))
+            for other in others { row.append(.int(Int64(other[r.keys] ?? 0))) }
             rows.append(row)
         }
-        if keys.isEmpty && rows.isEmpty { rows.append([.int(0)]) }
+        if keys.isEmpty && rows.isEmpty { rows.append([SQLValue](repeating: .int(0), count: aggregates.count)) }
         return rows
     }
 
@@ -56,14 +66,16 @@ struct NativeAggregate {
             filter = f
         default: return nil
         }
-        guard scan.table == .events, groups.count <= 2, aggregates.count == 1 else { return nil }
+        guard scan.table == .events, groups.count <= 2, !aggregates.isEmpty, aggregates.count <= 8 else { return nil }
         let column = { (name: String) in Catalog.eventColumns.firstIndex { $0.name == name }! }
-        let aggregate: Aggregate
-        switch (aggregates[0].function, aggregates[0].distinct, aggregates[0].argument) {
-        case (.countRows, _, _): aggregate = .count
-        case (.count, false, .column(let c)?) where [1, 6, 7].contains(c): aggregate = .count  // never NULL
-        case (.count, true, .column(let c)?) where c == column("user_id"): aggregate = .distinctUsers
-        default: return nil
+        var lowered: [Aggregate] = []
+        for call in aggregates {
+            switch (call.function, call.distinct, call.argument) {
+            case (.countRows, _, _): lowered.append(.count)
+            case (.count, false, .column(let c)?) where [0, 1, 6, 7, 8].contains(c): lowered.append(.count)  // never NULL
+            case (.count, true, .column(let c)?) where c == column("user_id"): lowered.append(.distinctUsers)
+            default: return nil
+            }
         }
         var keys: [Key] = []
         var groupBy: [GroupKey] = []
@@ -121,12 +133,12 @@ struct NativeAggregate {
                 }
             }
         }
-        var query = AggregateQuery(start: scan.start, end: scan.end, eventName: eventName, groupBy: groupBy, aggregate: aggregate)
+        var query = AggregateQuery(start: scan.start, end: scan.end, eventName: eventName, groupBy: groupBy, aggregate: lowered[0])
         query.filters = []
         if let timeZone {
             guard let zone = ZoneOffsets.named(timeZone) else { return nil }
             query.timeZone = zone
         }
-        return NativeAggregate(query: query, keys: keys)
+        return NativeAggregate(query: query, aggregates: lowered, keys: keys)
     }
 }

@@ -67,6 +67,37 @@ func conversationEvents() -> [Event] {
         #expect(result.rows[0][1] == .double(360.5))
     }
 
+    /// Every column of the `users` table against the events, person by person: sessions
+    /// interleave within a person, cross blocks and the log tail.
+    @Test func usersTableAgreesWithTheEvents() async throws {
+        var rng = SeededRandom(seed: 31)
+        var events: [Event] = []
+        for _ in 0..<2500 {
+            let t = jan1 + Int64.random(in: 0..<(6 * dayMicros), using: &rng)
+            var e = Event(name: ["message_sent", "message_received", "page_view"].randomElement(using: &rng)!, timestamp: t, receivedAt: t)
+            let person = Int.random(in: 0..<30, using: &rng)
+            if person % 5 == 0 { e.anonymousId = "anon\(person)" } else { e.userId = "u\(person)" }
+            if Int.random(in: 0..<4, using: &rng) != 0 { e.sessionId = "s\(person * 3 + Int.random(in: 0..<4, using: &rng))" }
+            if Bool.random(using: &rng) { e.properties.append(Property("plan", .string(["free", "pro"].randomElement(using: &rng)!))) }
+            events.append(e)
+        }
+        let fixture = try await EventFixture(events, compactFirst: 1800)
+        let result = try fixture.query("SELECT user_id, first_seen, last_seen, sessions, events, messages, properties.plan FROM users ORDER BY user_id")
+        var expected: [[SQLValue]] = []
+        for person in Set(events.map { $0.userId ?? $0.anonymousId! }).sorted() {
+            let mine = events.filter { ($0.userId ?? $0.anonymousId!) == person }
+            let plan = mine.filter { $0.properties.contains { $0.key == "plan" } }.max { $0.timestamp < $1.timestamp }
+            var planValue = SQLValue.null
+            if case .string(let p)? = plan?.properties.first(where: { $0.key == "plan" })?.value { planValue = .string(p) }
+            expected.append([
+                .string(person), .timestamp(mine.map(\.timestamp).min()!), .timestamp(mine.map(\.timestamp).max()!),
+                .int(Int64(Set(mine.compactMap(\.sessionId)).count)), .int(Int64(mine.count)),
+                .int(Int64(mine.filter { $0.name.hasPrefix("message_") }.count)), planValue,
+            ])
+        }
+        #expect(result.rows == expected)
+    }
+
     @Test func groupingOrderingAndLimits() async throws {
         let fixture = try await EventFixture(conversationEvents(), compactFirst: 50)
         let byName = try fixture.query("SELECT event_name, count(*) AS n FROM events GROUP BY 1 ORDER BY n DESC, event_name LIMIT 2")
@@ -96,6 +127,11 @@ func conversationEvents() -> [Event] {
              "SELECT date, count(DISTINCT user_id) FROM events WHERE timestamp >= ? AND true GROUP BY date"),
             ("SELECT date_trunc('week', timestamp) AS w, count(*) FROM events WHERE event_name = 'b' GROUP BY w",
              "SELECT date_trunc('week', timestamp) AS w, count(*) FROM events WHERE event_name = 'b' AND user_id IS NULL OR event_name = 'b' AND user_id IS NOT NULL GROUP BY w"),
+            // Several aggregates: one engine scan each, joined by group.
+            ("SELECT event_name, count(*), count(DISTINCT user_id), count(event_id) FROM events GROUP BY 1",
+             "SELECT event_name, count(*), count(DISTINCT user_id), count(event_id) FROM events WHERE 1 = 1 GROUP BY 1"),
+            ("SELECT count(DISTINCT user_id), count(*) FROM events WHERE timestamp >= ?",
+             "SELECT count(DISTINCT user_id), count(*) FROM events WHERE timestamp >= ? AND true"),
         ]
         for (native, general) in queries {
             let parameters: [SQLValue] = native.contains("?") ? [.timestamp(jan1 + 3 * dayMicros + 5)] : []
