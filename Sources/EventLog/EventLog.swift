@@ -46,6 +46,13 @@ public enum EventLogError: Error, CustomStringConvertible {
 /// a single `write` and a single `fdatasync` (group commit) and only then resumes the callers:
 /// an append that returned is on disk. File I/O stays on that dedicated thread and never
 /// blocks the cooperative pool.
+///
+/// Small groups are written into space the writer filled with zeros ahead of them. An
+/// `fdatasync` that also has to make a new file size durable costs about three times the CPU
+/// and wall time of one that only flushes data on this kind of disk (ext4, measured 255 vs
+/// 89 µs of CPU, 0.63 vs 0.23 ms), and a single-event request waits for one or two of them.
+/// Recovery and readers take a zero tail as the clean end of the segment; a sealed segment
+/// is cut back to its last batch before the next one is created.
 public final class EventLog: @unchecked Sendable {
     // @unchecked Sendable: mutable writer state is touched only by the writer thread (after
     // `open` hands it over); the queue is guarded by `queueLock`; published state by `state`.
@@ -102,6 +109,8 @@ public final class EventLog: @unchecked Sendable {
     private var activePath: String
     private var activeFirstSequence: UInt64
     private var activeSize: Int
+    /// The active segment's file size: the bytes from `activeSize` to here are zeros.
+    private var fileSize: Int
     private var activeCreatedAt: Int64
     private var nextSequence: UInt64
     private var bytesSinceCheckpoint = 0
@@ -175,6 +184,7 @@ public final class EventLog: @unchecked Sendable {
         self.activePath = recovered.activePath
         self.activeFirstSequence = recovered.activeFirstSequence
         self.activeSize = recovered.activeSize
+        self.fileSize = recovered.fileSize
         self.activeCreatedAt = recovered.activeCreatedAt
         self.nextSequence = recovered.nextSequence
         self.state = Mutex(
@@ -296,6 +306,7 @@ public final class EventLog: @unchecked Sendable {
         } catch {
             logger.warning("could not write the log checkpoint at close", metadata: ["error": "\(error)"])
         }
+        try? cutFilledSpace()
         if configuration.fsync { _ = try? FileIO.fdatasync(fd, path: activePath) }
         FileIO.close(fd)
         directoryLock?.release()
@@ -333,7 +344,9 @@ public final class EventLog: @unchecked Sendable {
                 sequence += UInt64(header.eventCount)
                 events += Int(header.eventCount)
             }
-            try FileIO.writeAll(fd, writeBuffer.bytes, path: activePath)
+            try fillAhead(for: writeBuffer.count)
+            try FileIO.pwriteAll(fd, writeBuffer.bytes, at: activeSize, path: activePath)
+            fileSize = max(fileSize, activeSize + writeBuffer.count)
             let fsyncStart = monotonicNanos()
             if configuration.fsync { try FileIO.fdatasync(fd, path: activePath) }
             let fsyncNanos = monotonicNanos() - fsyncStart
@@ -359,6 +372,7 @@ public final class EventLog: @unchecked Sendable {
             do {
                 try FileIO.truncate(fd, to: startSize, path: activePath)
                 activeSize = startSize
+                fileSize = startSize
                 logger.error("log append failed; batch rejected", metadata: ["error": "\(error)"])
             } catch let truncateError {
                 queueLock.lock()
@@ -373,18 +387,50 @@ public final class EventLog: @unchecked Sendable {
         }
     }
 
+    /// Groups up to this size are written into zero-filled space.
+    static let fillAheadLargestWrite = 256 << 10
+    /// How far ahead of the write position the writer fills.
+    static let fillAheadBytes = 1 << 20
+    private static let zeros = [UInt8](repeating: 0, count: fillAheadBytes)
+
+    /// Before a small write that would grow the file, fills the next MiB with zeros. The fill
+    /// becomes durable with the write's own `fdatasync`; the writes after it land inside the
+    /// file and their `fdatasync`s flush data only. Large writes just grow the file: their
+    /// `fdatasync` is amortized over many events, and filling would double their I/O.
+    private func fillAhead(for count: Int) throws {
+        guard configuration.fsync, activeSize + count > fileSize, count <= Self.fillAheadLargestWrite else { return }
+        let target = activeSize + count + Self.fillAheadBytes
+        var at = max(fileSize, activeSize)
+        while at < target {
+            let n = min(target - at, Self.zeros.count)
+            try Self.zeros.withUnsafeBytes { try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: $0[0..<n]), at: at, path: activePath) }
+            at += n
+        }
+        fileSize = target
+    }
+
+    /// Cuts the zeros past the last batch, so that a segment at rest ends at its last batch.
+    private func cutFilledSpace() throws {
+        guard fileSize > activeSize else { return }
+        try FileIO.truncate(fd, to: activeSize, path: activePath)
+        fileSize = activeSize
+    }
+
     private func rollIfNeeded() throws {
         guard activeSize > SegmentHeader.size else { return }
         let tooBig = activeSize >= configuration.segmentMaxBytes
         let tooOld = currentMicros() - activeCreatedAt >= Int64(configuration.segmentMaxAgeSeconds) * 1_000_000
         guard tooBig || tooOld else { return }
-        let (newFD, path, createdAt) = try LogRecovery.createSegment(directory: directory, firstSequence: nextSequence)
+        // The sealed segment ends at its last batch, durably, before the next one exists.
+        try cutFilledSpace()
         if configuration.fsync { try FileIO.fdatasync(fd, path: activePath) }
+        let (newFD, path, createdAt) = try LogRecovery.createSegment(directory: directory, firstSequence: nextSequence)
         FileIO.close(fd)
         fd = newFD
         activePath = path
         activeFirstSequence = nextSequence
         activeSize = SegmentHeader.size
+        fileSize = SegmentHeader.size
         activeCreatedAt = createdAt
         let name = SegmentName.fileName(firstSequence: nextSequence)
         let first = nextSequence

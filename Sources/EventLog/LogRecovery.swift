@@ -15,6 +15,8 @@ enum LogRecovery {
         var activePath: String
         var activeFirstSequence: UInt64
         var activeSize: Int
+        /// End of the active segment's file: past `activeSize`, zeros filled ahead.
+        var fileSize: Int
         var activeCreatedAt: Int64
         var nextSequence: UInt64
         var segments: [(name: String, firstSequence: UInt64)]
@@ -23,7 +25,8 @@ enum LogRecovery {
     static func createSegment(directory: String, firstSequence: UInt64) throws -> (Int32, String, Int64) {
         let path = directory + "/" + SegmentName.fileName(firstSequence: firstSequence)
         let createdAt = currentMicros()
-        let fd = try FileIO.open(path, flags: O_WRONLY | O_CREAT | O_TRUNC | O_APPEND)
+        // Not O_APPEND: the writer writes at its own offset, into space filled ahead.
+        let fd = try FileIO.open(path, flags: O_RDWR | O_CREAT | O_TRUNC)
         do {
             try SegmentHeader(firstSequence: firstSequence, createdAt: createdAt).encoded().withUnsafeBytes {
                 try FileIO.writeAll(fd, $0, path: path)
@@ -46,7 +49,7 @@ enum LogRecovery {
 
         while let last = segments.last {
             let path = directory + "/" + last.name
-            let fd = try FileIO.open(path, flags: O_RDWR | O_APPEND)
+            let fd = try FileIO.open(path, flags: O_RDWR)
             let size = try FileIO.fileSize(fd, path: path)
             var headerBytes = [UInt8](repeating: 0, count: SegmentHeader.size)
             let n = try headerBytes.withUnsafeMutableBytes { try FileIO.pread(fd, into: $0, at: 0, path: path) }
@@ -70,7 +73,7 @@ enum LogRecovery {
                     let (newFD, newPath, createdAt) = try createSegment(directory: directory, firstSequence: last.firstSequence)
                     return Result(
                         fd: newFD, activePath: newPath, activeFirstSequence: last.firstSequence, activeSize: SegmentHeader.size,
-                        activeCreatedAt: createdAt, nextSequence: last.firstSequence,
+                        fileSize: SegmentHeader.size, activeCreatedAt: createdAt, nextSequence: last.firstSequence,
                         segments: [(SegmentName.fileName(firstSequence: last.firstSequence), last.firstSequence)])
                 }
                 continue
@@ -88,6 +91,7 @@ enum LogRecovery {
             _ = try tail.withUnsafeMutableBytes { try FileIO.pread(fd, into: $0, at: start, path: path) }
             let scan = tail.withUnsafeBytes { SegmentScanner.scan($0, from: 0, expectedSequence: expected) }
             let validEnd = start + scan.validEnd
+            var fileSize = size
             if let (offset, problem) = scan.problem {
                 logger.warning(
                     "truncating torn or corrupt log tail",
@@ -97,6 +101,7 @@ enum LogRecovery {
                     ])
                 try FileIO.truncate(fd, to: validEnd, path: path)
                 try FileIO.fsync(fd, path: path)
+                fileSize = validEnd
             }
             logger.info(
                 "recovered event log",
@@ -106,13 +111,14 @@ enum LogRecovery {
                 ])
             return Result(
                 fd: fd, activePath: path, activeFirstSequence: header.firstSequence, activeSize: validEnd,
-                activeCreatedAt: header.createdAt, nextSequence: scan.nextSequence, segments: segments)
+                fileSize: fileSize, activeCreatedAt: header.createdAt, nextSequence: scan.nextSequence, segments: segments)
         }
 
         let first = checkpoint?.nextSequence ?? 0
         let (fd, path, createdAt) = try createSegment(directory: directory, firstSequence: first)
         return Result(
-            fd: fd, activePath: path, activeFirstSequence: first, activeSize: SegmentHeader.size, activeCreatedAt: createdAt,
+            fd: fd, activePath: path, activeFirstSequence: first, activeSize: SegmentHeader.size, fileSize: SegmentHeader.size,
+            activeCreatedAt: createdAt,
             nextSequence: first, segments: [(SegmentName.fileName(firstSequence: first), first)])
     }
 }

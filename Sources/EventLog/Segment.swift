@@ -80,6 +80,9 @@ public struct SegmentScan {
     public var events: UInt64 = 0
     /// The first problem found and its offset; nil when the segment ends cleanly.
     public var problem: (offset: Int, problem: BatchHeader.Problem)?
+    /// Zero bytes after the last batch: space the writer filled ahead of its appends (see
+    /// `EventLog`). A clean end, not a problem.
+    public var zeroTail = 0
 }
 
 public enum SegmentScanner {
@@ -100,7 +103,11 @@ public enum SegmentScanner {
             let rest = UnsafeRawBufferPointer(rebasing: bytes[at...])
             switch BatchHeader.parseFrame(rest) {
             case .failure(let problem):
-                scan.problem = (at, problem)
+                if isZero(rest) {
+                    scan.zeroTail = rest.count
+                } else {
+                    scan.problem = (at, problem)
+                }
                 return scan
             case .success(let (header, payload)):
                 guard header.firstSequence == scan.nextSequence else {
@@ -116,5 +123,21 @@ public enum SegmentScanner {
             }
         }
         return scan
+    }
+
+    /// Whether every byte is zero, eight at a time.
+    static func isZero(_ bytes: UnsafeRawBufferPointer) -> Bool {
+        var at = 0
+        var any: UInt64 = 0
+        while at + 8 <= bytes.count {
+            any |= bytes.loadUnaligned(fromByteOffset: at, as: UInt64.self)
+            at += 8
+            if at & 4095 == 0, any != 0 { return false }
+        }
+        while at < bytes.count {
+            any |= UInt64(bytes[at])
+            at += 1
+        }
+        return any == 0
     }
 }

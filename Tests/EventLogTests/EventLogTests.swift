@@ -156,6 +156,52 @@ import Testing
         }
     }
 
+    /// Small appends land in space filled with zeros ahead of them. A crash leaves that zero
+    /// tail: recovery takes it as the clean end (every acknowledged event kept), appends go on
+    /// inside it, and a closed segment ends at its last batch again. A stray non-zero byte in
+    /// the tail is cut off like any torn write.
+    @Test func aZeroFilledTailIsACleanEnd() async throws {
+        let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
+        let live = dir.path + "/live"
+        let segment = SegmentName.fileName(firstSequence: 0)
+        let log = try EventLog.open(directory: live)
+        var rng = SeededRandom(seed: 12)
+        var appended = 0
+        for _ in 0..<5 {
+            let events = (0..<3).map { _ in randomEvent(&rng) }
+            _ = try await log.append(try makeBatch(events))
+            appended += events.count
+        }
+        let written = log.snapshot().activeDurableSize
+        let filled = FileIO.fileSize(path: live + "/" + segment)!
+        #expect(filled > written && filled >= 1 << 20, "the writer filled ahead")
+
+        // kill -9 now: the files as they are.
+        for strayByte in [false, true] {
+            let crashed = dir.path + "/crashed-\(strayByte)"
+            copyDirectory(live, crashed)
+            if strayByte {
+                let fd = try FileIO.open(crashed + "/" + segment, flags: O_RDWR)
+                try [UInt8(0x5a)].withUnsafeBytes { try FileIO.pwriteAll(fd, $0, at: written + 4000, path: segment) }
+                FileIO.close(fd)
+            }
+            #expect(try LogVerifier.verify(directory: crashed).problems.isEmpty == !strayByte)
+            let recovered = try EventLog.open(directory: crashed)
+            #expect(recovered.durableSequence == UInt64(appended))
+            let first = try await recovered.append(try makeBatch([Event(name: "after", timestamp: 5, receivedAt: 5)]))
+            #expect(first == UInt64(appended))
+            #expect(try readAll(recovered).count == appended + 1)
+            let end = recovered.snapshot().activeDurableSize
+            recovered.close()
+            #expect(FileIO.fileSize(path: crashed + "/" + segment) == end, "closed, the segment ends at its last batch")
+            #expect(try LogVerifier.verify(directory: crashed).problems.isEmpty)
+            #expect(try readAllOffline(crashed).count == appended + 1)
+        }
+        log.close()
+        #expect(FileIO.fileSize(path: live + "/" + segment) == written)
+    }
+
     @Test func recoveryTruncatesAtAFlippedBitAndNeverCrashes() async throws {
         let dir = TemporaryDirectory()
         defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
