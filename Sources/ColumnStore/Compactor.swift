@@ -15,8 +15,15 @@ public struct CompactionOptions: Sendable {
     public var coldAfterDays = 7
     public var lz4Level: Int32 = 1
     public var zstdLevel: Int32 = 6
-    /// A day's blocks smaller than this are merged with its new events.
+    /// A day's blocks smaller than this may be merged with its new events.
     public var mergeBelowRows = 1_000_000
+    /// Size-tiered merging: an existing block joins the new events of its day only if it
+    /// holds at most this many times the rows gathered so far (the new events, and the
+    /// smaller blocks already merged). A few late events thus never rewrite a whole day; they
+    /// make a small block, which the next late events of that day merge with.
+    public var mergeRatio = 2
+    /// A day with this many blocks merges all of its small ones whatever their sizes.
+    public var maxBlocksPerDay = 8
     /// A merge never makes a block larger than this.
     public var maxBlockRows = 8_000_000
     /// Cold blocks recompressed per round, so one round never stalls on a backlog.
@@ -178,13 +185,17 @@ extension ColumnStore {
         part.builders = days.builders
         part.events = days.events
         part.readNanos = monotonicNanos() - started
-        // Small blocks of the same days are merged into the new ones.
+        // Small blocks of the same days are merged into the new ones, smallest first, while
+        // they are within `mergeRatio` of what is gathered (or the day has too many blocks).
         for i in part.builders.indices {
             var total = part.builders[i].rows
+            let day = part.builders[i].day
+            let crowded = current.blocks.count { $0.day == day } + 1 > options.maxBlocksPerDay
             let candidates = current.blocks.enumerated()
-                .filter { $0.element.day == part.builders[i].day && Int($0.element.rows) < options.mergeBelowRows }
+                .filter { $0.element.day == day && Int($0.element.rows) < options.mergeBelowRows }
                 .sorted { $0.element.rows < $1.element.rows }
             for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
+                guard crowded || Int(entry.rows) <= total * options.mergeRatio else { break }
                 try part.builders[i].append(block: open[index])
                 total += Int(entry.rows)
                 part.replaced.append(entry)

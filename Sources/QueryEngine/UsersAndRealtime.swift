@@ -14,6 +14,8 @@ public struct UserReport: Sendable, Equatable {
     /// Days with at least one event among the 30 ending at the reference time.
     public var activeDaysLast30 = 0
     public var dailyActive = false
+
+    public init() {}
 }
 
 /// One user's analytics. The user is found by `user_id` through the project dictionary, and
@@ -107,6 +109,8 @@ public struct RealtimeReport: Sendable, Equatable {
         public var responseTimes = 0
         public var satisfactionSum = 0.0
         public var satisfactions = 0
+
+        public init() {}
     }
     /// The last `minutes` minutes, and the same minutes one day earlier.
     public var current = Window()
@@ -116,6 +120,8 @@ public struct RealtimeReport: Sendable, Equatable {
     public var lastHourDayBefore = Window()
     /// Events in the 24 hours before the current window.
     public var eventsPast24h = 0
+
+    public init() {}
 }
 
 /// `GET /realtime`: counts over the last minutes, compared with the same minutes a day

@@ -193,24 +193,43 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
         expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
     }
 
-    @Test func lateEventsForACompactedDayAreMergedIntoOneBlock() async throws {
+    /// Size-tiered merging: new events of a day merge with its blocks of comparable size; a
+    /// few late events make a small block of their own (the day's big block is not
+    /// rewritten), which the next few late events merge with; a crowded day merges all.
+    @Test func lateEventsMergeWithBlocksOfComparableSize() async throws {
         let dir = TemporaryDirectory()
         let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
         let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
         var stored: [Event] = []
-        for seed in 1...3 {
-            stored += try await append(storeTestEvents(count: 500, days: 2, seed: UInt64(seed)), to: log)
-            try store.compact(log: log)
+        func round(_ count: Int, seed: UInt64, options: CompactionOptions = CompactionOptions()) async throws -> CompactionRound? {
+            stored += try await append(storeTestEvents(count: count, days: 2, seed: seed), to: log)
+            let result = try store.compact(log: log, options: options)
+            expectSameEvents(stored, try store.allEvents())
+            return result
         }
-        #expect(store.manifest.blocks.count == 2, "late events merge with their day's small block")
-        expectSameEvents(stored, try store.allEvents())
+        _ = try await round(500, seed: 1)
+        #expect(store.manifest.blocks.count == 2)
+        _ = try await round(1000, seed: 2)
+        #expect(store.manifest.blocks.count == 2, "about 250 rows a day merge with 500 new ones")
+        let bigBlocks = Set(store.manifest.blocks.map(\.name))
+
+        let late = try await round(20, seed: 3)
+        #expect(late?.blocksReplaced == 0, "a few late events do not rewrite their day")
+        #expect(store.manifest.blocks.count == 4)
+        _ = try await round(24, seed: 4)
+        #expect(store.manifest.blocks.count == 4, "the next few merge with the small blocks")
+        #expect(bigBlocks.isSubset(of: Set(store.manifest.blocks.map(\.name))))
+
+        var crowded = CompactionOptions()
+        crowded.maxBlocksPerDay = 2
+        _ = try await round(10, seed: 5, options: crowded)
+        #expect(store.manifest.blocks.count == 2, "a crowded day merges all its small blocks")
+
         // Without merging, late events land in a block of their own.
         var options = CompactionOptions()
         options.mergeBelowRows = 0
-        stored += try await append(storeTestEvents(count: 100, days: 2, seed: 9), to: log)
-        try store.compact(log: log, options: options)
+        _ = try await round(100, seed: 9, options: options)
         #expect(store.manifest.blocks.count == 4)
-        expectSameEvents(stored, try store.allEvents())
         log.close()
     }
 
