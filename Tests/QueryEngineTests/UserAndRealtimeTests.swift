@@ -135,8 +135,15 @@ func agree(_ a: Double?, _ b: Double?) -> Bool {
             let snapshot = try project.snapshot()
             for _ in 0..<25 {
                 let id = ["u\(Int.random(in: 0..<13, using: &rng))", "anon3", "nobody"].randomElement(using: &rng)!
-                let start = now - Int64.random(in: 0...45, using: &rng) * day + Int64.random(in: 0..<day, using: &rng)
-                let end = start + Int64.random(in: 0...40, using: &rng) * day
+                var start = now - Int64.random(in: 0...45, using: &rng) * day + Int64.random(in: 0..<day, using: &rng)
+                var end = start + Int64.random(in: 0...40, using: &rng) * day
+                // Often the range ends are event times exactly: start is inclusive, end exclusive.
+                let times = project.events.filter { $0.userId == id }.map(\.timestamp).sorted()
+                if times.count > 2, Bool.random(using: &rng) {
+                    let a = Int.random(in: 0..<times.count, using: &rng)
+                    let b = Int.random(in: 0..<times.count, using: &rng)
+                    (start, end) = (times[min(a, b)], times[max(a, b)])
+                }
                 let reference = now - Int64.random(in: 0...20, using: &rng) * (day / 2)
                 let engine = try UserEngine.run(userId: id, start: start, end: end, reference: reference, on: snapshot)
                 let expected = ActivityReference.user(id, start: start, end: end, reference: reference, project.events)
