@@ -6,12 +6,11 @@ import Foundation
 /// A block of one million events shaped like a day of bot traffic: a skewed event name on
 /// every row, a topic on conversation rows only, and timestamps in per-person runs.
 final class BlockFixture: @unchecked Sendable {
-    let directory: String
     let block: BlockFile
     let rows: Int
 
     init(rows: Int = 1_000_000) throws {
-        directory = NSTemporaryDirectory() + "tally-bench-" + UUID().uuidString
+        let directory = NSTemporaryDirectory() + "tally-bench-" + UUID().uuidString
         try FileIO.makeDirectories(directory)
         let dictionaries = ProjectDictionaries(
             users: try GlobalDictionary.open(path: directory + "/users.dict"),
@@ -52,6 +51,9 @@ final class BlockFixture: @unchecked Sendable {
         let path = directory + "/bench.blk"
         try FileIO.writeAtomically(bytes.toArray(), to: path)
         block = try BlockFile(path: path)
+        // The open block keeps its descriptor, so the files can go now: nothing is left in
+        // the temporary directory after a run, however it ends.
+        try? FileManager.default.removeItem(atPath: directory)
         self.rows = rows
     }
 
