@@ -190,8 +190,9 @@ public enum ConversationEngine {
         public var people: [Int: Int] = [:]
     }
 
-    /// Sessions older than this many read-window days are never looked for: a conversation
-    /// longer than a day before the range is counted from its first event in the window.
+    /// How far before and after a query's range a session's events are read (one day): enough
+    /// to see where a conversation really started and ended, without reading everything. One
+    /// that began more than this before the range is counted from its first event in the window.
     public static let margin: Int64 = 86_400_000_000
 
     public static func run(_ query: ConversationQuery, on snapshot: QuerySnapshot, threads: Int? = nil) throws -> ConversationReport {
@@ -240,14 +241,14 @@ public enum ConversationEngine {
         var open: [ConversationSummary] = []
         var pairs: [UInt64] = []
         var messages: [Int: Int] = [:]
-        let wave = max(1, threads * 2)
+        let waveSize = max(1, threads * 2)
         var next = 0
         while next < blocks.count {
             try snapshot.checkDeadline()
-            let range = next..<min(blocks.count, next + wave)
-            let snapshotBlocks = range.map { blocks[$0].block }
-            let partials = parallelMap(snapshotBlocks.count, threads: threads) { i in
-                try BlockSessions(snapshotBlocks[i], sweep, snapshot)
+            let range = next..<min(blocks.count, next + waveSize)
+            let wave = range.map { blocks[$0].block }
+            let partials = parallelMap(wave.count, threads: threads) { i in
+                try BlockSessions(wave[i], sweep, snapshot)
             }
             for (offset, result) in partials.enumerated() {
                 let partial = try result.get()

@@ -53,10 +53,6 @@ enum DerivedTables {
         }
     }
 
-    static func stringProperty(_ key: String, _ columns: BlockColumns) throws -> DecodedColumn? {
-        try columns.property(key).first { $0.descriptor.kind == .string }
-    }
-
     /// One row per person (user id, else anonymous id): first and last seen, distinct
     /// sessions, events, messages, and each property's latest value.
     ///
