@@ -326,26 +326,43 @@ extension ConversationSummary {
         messages += o.messages
         completed = completed || o.completed
         resolved = resolved || o.resolved
-        if let v = o.satisfaction, o.satisfactionTime > satisfactionTime || (o.satisfactionTime == satisfactionTime && v > (satisfaction ?? -.infinity)) {
+        if let v = o.satisfaction { offerSatisfaction(v, at: o.satisfactionTime) }
+        if o.person != noPerson { offerPerson(o.person, at: o.personTime, people: people) }
+        Self.offerEarliest(&bot, &botTime, o.bot, at: o.botTime, smaller: smaller)
+        Self.offerEarliest(&topic, &topicTime, o.topic, at: o.topicTime, smaller: smaller)
+        Self.offerEarliest(&channel, &channelTime, o.channel, at: o.channelTime, smaller: smaller)
+    }
+
+    // The rules for each "first" and "latest" value, shared by the per-row fold of a block
+    // and the merge of summaries across blocks.
+
+    /// The satisfaction of the latest `conversation_ended`; at equal times, the larger.
+    @inline(__always)
+    mutating func offerSatisfaction(_ v: Double, at t: Int64) {
+        if t > satisfactionTime || (t == satisfactionTime && v > (satisfaction ?? -.infinity)) {
             satisfaction = v
-            satisfactionTime = o.satisfactionTime
+            satisfactionTime = t
         }
-        if o.person != noPerson, person == noPerson || o.personTime < personTime
-            || (o.personTime == personTime && people.string(Int(o.person)) < people.string(Int(person)))
-        {
-            person = o.person
-            personTime = o.personTime
+    }
+
+    /// The person of the earliest event; at equal times, the smaller id string.
+    @inline(__always)
+    mutating func offerPerson(_ p: UInt32, at t: Int64, people: IdTable) {
+        if person == noPerson || t < personTime || (t == personTime && people.string(Int(p)) < people.string(Int(person))) {
+            person = p
+            personTime = t
         }
-        func earliest(_ value: inout Int32, _ time: inout Int64, _ otherValue: Int32, _ otherTime: Int64) {
-            guard otherValue >= 0 else { return }
-            if value < 0 || otherTime < time || (otherTime == time && smaller(otherValue, value)) {
-                value = otherValue
-                time = otherTime
-            }
+    }
+
+    /// A string value (code or number, -1 none) of the earliest event; at equal times, the one
+    /// `smaller` puts first.
+    @inline(__always)
+    static func offerEarliest(_ value: inout Int32, _ time: inout Int64, _ candidate: Int32, at t: Int64, smaller: (Int32, Int32) -> Bool) {
+        guard candidate >= 0 else { return }
+        if value < 0 || t < time || (t == time && smaller(candidate, value)) {
+            value = candidate
+            time = t
         }
-        earliest(&bot, &botTime, o.bot, o.botTime)
-        earliest(&topic, &topicTime, o.topic, o.topicTime)
-        earliest(&channel, &channelTime, o.channel, o.channelTime)
     }
 }
 
@@ -462,23 +479,21 @@ struct BlockSessions {
                     var v: Double?
                     if case .ints(let x) = c.values { v = Double(x[r]) }
                     if case .doubles(let x) = c.values { v = x[r] }
-                    if let v, t > current.satisfactionTime || (t == current.satisfactionTime && v > (current.satisfaction ?? -.infinity)) {
-                        current.satisfaction = v
-                        current.satisfactionTime = t
-                    }
+                    if let v { current.offerSatisfaction(v, at: t) }
                 }
             }
-            if let topicCodes, topics!.isPresent(r) { Self.earliest(&current.topic, &current.topicTime, Int32(topicCodes[r]), t) }
+            // Codes of one block order like their strings.
+            if let topicCodes, topics!.isPresent(r) {
+                ConversationSummary.offerEarliest(&current.topic, &current.topicTime, Int32(topicCodes[r]), at: t, smaller: <)
+            }
             if sweep.details {
-                if let botCodes, bots!.isPresent(r) { Self.earliest(&current.bot, &current.botTime, Int32(botCodes[r]), t) }
-                if let channelCodes, channels!.isPresent(r) { Self.earliest(&current.channel, &current.channelTime, Int32(channelCodes[r]), t) }
-                let p = persons[r]
-                if p != noPerson, current.person == noPerson || t < current.personTime
-                    || (t == current.personTime && snapshot.people.string(Int(p)) < snapshot.people.string(Int(current.person)))
-                {
-                    current.person = p
-                    current.personTime = t
+                if let botCodes, bots!.isPresent(r) {
+                    ConversationSummary.offerEarliest(&current.bot, &current.botTime, Int32(botCodes[r]), at: t, smaller: <)
                 }
+                if let channelCodes, channels!.isPresent(r) {
+                    ConversationSummary.offerEarliest(&current.channel, &current.channelTime, Int32(channelCodes[r]), at: t, smaller: <)
+                }
+                if persons[r] != noPerson { current.offerPerson(persons[r], at: t, people: snapshot.people) }
             }
         }
         summaries.append(current)
@@ -527,14 +542,6 @@ struct BlockSessions {
             unique += 1
         }
         pairs.removeLast(pairs.count - unique)
-    }
-
-    @inline(__always)
-    static func earliest(_ value: inout Int32, _ time: inout Int64, _ code: Int32, _ t: Int64) {
-        if t < time || (t == time && code < value) {
-            value = code
-            time = t
-        }
     }
 
     /// The summaries with string codes replaced by numbers in `strings`.
