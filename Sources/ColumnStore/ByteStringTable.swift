@@ -7,21 +7,31 @@ public import EventLog
 /// `String` per lookup.
 ///
 /// The strings live back to back in one blob with an offsets array, which is also exactly the
-/// layout a dictionary chunk is written in. Lookups go through an open-addressing table of
-/// `(hash, id)` pairs, so the compactor's per-value cost is one hash and usually one compare.
+/// layout a dictionary chunk is written in. Lookups go through an open-addressing index of
+/// 5-byte slots (a one-byte hash tag, 0 for empty, then the `u32` id), linearly probed, filled to
+/// at most 80% and sized to any slot count rather than a power of two. A project's session
+/// dictionary holds tens of millions of strings, and this index is what the server keeps for it
+/// between compactions: 5 bytes at 75–80% load is about 6.5 bytes per string, against 16–32
+/// for a power-of-two table of 8-byte `(tag, id)` words. The tag still settles 255 of 256
+/// mismatched probes without touching the strings.
 public struct ByteStringTable: Sendable {
     /// `offsets[i] ..< offsets[i + 1]` is string `i` in `blob`.
     public private(set) var offsets: [UInt32] = [0]
     public private(set) var blob: [UInt8] = []
-    private var slots: [UInt64]
-    private var mask: Int
+    /// `slotCount` slots of `slotSize` bytes, plus `slotPadding` so an 8-byte load at any
+    /// slot stays inside.
+    private var slots: [UInt8]
+    private var slotCount: Int
+    static let slotSize = 5
+    static let slotPadding = 3
 
     public init(capacity: Int = 64) {
-        var size = 16
-        while size < capacity * 2 { size <<= 1 }
-        slots = [UInt64](repeating: .max, count: size)
-        mask = size - 1
+        slotCount = Self.slotCount(for: capacity)
+        slots = [UInt8](repeating: 0, count: slotCount * Self.slotSize + Self.slotPadding)
     }
+
+    /// Slots for `count` strings at 75% load.
+    static func slotCount(for count: Int) -> Int { max(16, count + count / 3 + 1) }
 
     public var count: Int { offsets.count - 1 }
 
@@ -72,7 +82,10 @@ public struct ByteStringTable: Sendable {
             previous = end
         }
         guard previous == frame.count else { return false }
-        if !slots.isEmpty { slots = [] }
+        if !slots.isEmpty {
+            slots = []
+            slotCount = 0
+        }
         let base = UInt32(blob.count)
         offsets.reserveCapacity(offsets.count + n)
         for i in 0..<n { offsets.append(base + UInt32(littleEndian: ends.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
@@ -83,9 +96,41 @@ public struct ByteStringTable: Sendable {
     /// Builds the hash index of a table loaded without one.
     public mutating func buildIndex() {
         guard slots.isEmpty else { return }
-        var size = 16
-        while size < count * 2 + 2 { size <<= 1 }
-        rehash(size)
+        rehash(Self.slotCount(for: count))
+    }
+
+    @inline(__always)
+    static func tag(_ hash: UInt64) -> UInt8 {
+        let tag = UInt8(truncatingIfNeeded: hash)
+        return tag == 0 ? 1 : tag
+    }
+
+    /// The first slot to probe: the hash's high bits scaled to the slot count (the tag uses
+    /// its low byte).
+    @inline(__always)
+    static func home(_ hash: UInt64, slotCount: Int) -> Int {
+        Int(truncatingIfNeeded: hash.multipliedFullWidth(by: UInt64(slotCount)).high)
+    }
+
+    /// Where `bytes` is: its id if present, else nil and the empty slot that ends its probe.
+    @inline(__always)
+    func probe(_ bytes: UnsafeRawBufferPointer, hash: UInt64) -> (id: UInt32?, slot: Int) {
+        let tag = Self.tag(hash)
+        var slot = Self.home(hash, slotCount: slotCount)
+        return slots.withUnsafeBytes { raw in
+            let base = raw.baseAddress!
+            while true {
+                let word = base.loadUnaligned(fromByteOffset: slot &* Self.slotSize, as: UInt64.self)
+                let found = UInt8(truncatingIfNeeded: word)
+                if found == 0 { return (nil, slot) }
+                if found == tag {
+                    let id = UInt32(truncatingIfNeeded: word >> 8)
+                    if equals(id: Int(id), bytes) { return (id, slot) }
+                }
+                slot += 1
+                if slot == slotCount { slot = 0 }
+            }
+        }
     }
 
     /// The id of `bytes`, adding it if new.
@@ -93,21 +138,13 @@ public struct ByteStringTable: Sendable {
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         if slots.isEmpty { buildIndex() }
         let h = Self.hash(bytes)
-        let tag = h >> 32
-        var slot = Int(truncatingIfNeeded: h) & mask
-        while true {
-            let entry = slots[slot]
-            if entry == .max { break }
-            if entry >> 32 == tag && equals(id: Int(entry & 0xFFFF_FFFF), bytes) {
-                return UInt32(truncatingIfNeeded: entry)
-            }
-            slot = (slot + 1) & mask
-        }
+        let (found, slot) = probe(bytes, hash: h)
+        if let found { return found }
         let id = UInt32(count)
-        slots[slot] = (tag << 32) | UInt64(id)
+        Self.store(tag: Self.tag(h), id: id, at: slot, in: &slots)
         blob.append(contentsOf: bytes)
         offsets.append(UInt32(blob.count))
-        if count * 2 > mask { grow() }
+        if count * 5 > slotCount * 4 { grow() }
         return id
     }
 
@@ -117,17 +154,7 @@ public struct ByteStringTable: Sendable {
             for id in 0..<count where equals(id: id, bytes) { return UInt32(id) }
             return nil
         }
-        let h = Self.hash(bytes)
-        let tag = h >> 32
-        var slot = Int(truncatingIfNeeded: h) & mask
-        while true {
-            let entry = slots[slot]
-            if entry == .max { return nil }
-            if entry >> 32 == tag && equals(id: Int(entry & 0xFFFF_FFFF), bytes) {
-                return UInt32(truncatingIfNeeded: entry)
-            }
-            slot = (slot + 1) & mask
-        }
+        return probe(bytes, hash: Self.hash(bytes)).id
     }
 
     public func find(_ string: String) -> UInt32? {
@@ -182,35 +209,52 @@ public struct ByteStringTable: Sendable {
     public mutating func reserve(count total: Int, bytes: Int) {
         offsets.reserveCapacity(total + 1)
         blob.reserveCapacity(blob.count + bytes)
-        var size = mask + 1
-        while size < total * 2 { size <<= 1 }
-        if size > mask + 1 { rehash(size) }
+        let wanted = Self.slotCount(for: total)
+        if isIndexed && wanted > slotCount { rehash(wanted) }
     }
 
+    @inline(__always)
+    static func store(tag: UInt8, id: UInt32, at slot: Int, in slots: inout [UInt8]) {
+        slots.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: tag, toByteOffset: slot &* slotSize, as: UInt8.self)
+            raw.storeBytes(of: id.littleEndian, toByteOffset: slot &* slotSize + 1, as: UInt32.self)
+        }
+    }
+
+    /// Doubles small tables; large ones grow by half, so a dictionary of millions never
+    /// holds twice the slots it needs.
     @inline(never)
     private mutating func grow() {
-        rehash((mask + 1) * 2)
+        rehash(slotCount < 1 << 20 ? slotCount * 2 : slotCount + slotCount / 2)
     }
 
-    private mutating func rehash(_ size: Int) {
-        var newSlots = [UInt64](repeating: .max, count: size)
-        let newMask = size - 1
+    private mutating func rehash(_ newCount: Int) {
+        var newSlots = [UInt8](repeating: 0, count: newCount * Self.slotSize + Self.slotPadding)
         blob.withUnsafeBytes { raw in
-            for id in 0..<count {
-                let start = Int(offsets[id])
-                let h = Self.hash(UnsafeRawBufferPointer(rebasing: raw[start..<Int(offsets[id + 1])]))
-                var slot = Int(truncatingIfNeeded: h) & newMask
-                while newSlots[slot] != .max { slot = (slot + 1) & newMask }
-                newSlots[slot] = ((h >> 32) << 32) | UInt64(id)
+            newSlots.withUnsafeMutableBytes { out in
+                for id in 0..<count {
+                    let start = Int(offsets[id])
+                    let h = Self.hash(UnsafeRawBufferPointer(rebasing: raw[start..<Int(offsets[id + 1])]))
+                    var slot = Self.home(h, slotCount: newCount)
+                    while out.load(fromByteOffset: slot &* Self.slotSize, as: UInt8.self) != 0 {
+                        slot += 1
+                        if slot == newCount { slot = 0 }
+                    }
+                    out.storeBytes(of: Self.tag(h), toByteOffset: slot &* Self.slotSize, as: UInt8.self)
+                    out.storeBytes(of: UInt32(id).littleEndian, toByteOffset: slot &* Self.slotSize + 1, as: UInt32.self)
+                }
             }
         }
         slots = newSlots
-        mask = newMask
+        slotCount = newCount
     }
 
     public mutating func removeAll() {
         offsets = [0]
         blob.removeAll(keepingCapacity: true)
-        for i in slots.indices { slots[i] = .max }
+        slots.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
     }
+
+    /// Bytes held by the strings, their offsets and the index.
+    public var memoryBytes: Int { blob.capacity + offsets.capacity * 4 + slots.capacity }
 }

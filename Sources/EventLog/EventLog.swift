@@ -359,8 +359,8 @@ public final class EventLog: @unchecked Sendable {
                 $0.durableSequence = sequence
             }
             let receivedSecond = UInt32(clamping: currentMicros() / 1_000_000)
-            for (item, first) in zip(group, firstSequences) where !item.batch.clientKeys.isEmpty {
-                idempotency.commit(item.batch.clientKeys, firstSequence: first, receivedSecond: receivedSecond, through: sequence)
+            for item in group where !item.batch.clientKeys.isEmpty {
+                idempotency.commit(item.batch.clientKeys, receivedSecond: receivedSecond, through: sequence)
             }
             idempotency.markIndexed(through: sequence)
             for (item, first) in zip(group, firstSequences) { item.completion(.success(first)) }

@@ -163,10 +163,14 @@ public enum FileIO {
 
     /// Writes `bytes` to `path` atomically: temporary file, fsync, rename, directory fsync.
     public static func writeAtomically(_ bytes: [UInt8], to path: String, durable: Bool = true) throws {
+        try bytes.withUnsafeBytes { try writeAtomically($0, to: path, durable: durable) }
+    }
+
+    public static func writeAtomically(_ bytes: UnsafeRawBufferPointer, to path: String, durable: Bool = true) throws {
         let tmp = path + ".tmp"
         let fd = try open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            try bytes.withUnsafeBytes { try writeAll(fd, $0, path: tmp) }
+            try writeAll(fd, bytes, path: tmp)
             if durable { try fsync(fd, path: tmp) }
             Glibc.close(fd)
         } catch {

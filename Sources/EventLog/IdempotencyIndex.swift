@@ -43,7 +43,7 @@ public struct BatchClientKey: Sendable {
 /// stored again (documented in docs/INGEST.md).
 public final class IdempotencyIndex: Sendable {
     public struct Entry: Sendable, Equatable {
-        public var sequence: UInt64
+        /// The stored event's timestamp, which a duplicate is answered with.
         public var timestamp: Int64
         /// Receive time in seconds since the epoch, for expiry.
         public var receivedSecond: UInt32
@@ -91,7 +91,7 @@ public final class IdempotencyIndex: Sendable {
     }
 
     struct State {
-        var committed: [IdempotencyKey: Entry] = [:]
+        var committed = IdempotencyTable()
         var pending: [IdempotencyKey: InFlight] = [:]
         /// Entries committed since the last snapshot, in commit order.
         var unpersisted: [(IdempotencyKey, Entry)] = []
@@ -128,23 +128,23 @@ public final class IdempotencyIndex: Sendable {
     }
 
     func reserveCapacity(_ n: Int) {
-        state.withLock { $0.committed.reserveCapacity(n) }
+        state.withLock { $0.committed.reserve(n) }
     }
 
-    /// Inserts the packed entries of a snapshot file (see `IdempotencySnapshots`).
-    func restoreSnapshot(_ packed: UnsafeRawBufferPointer, count: Int, cutoff: UInt32) {
+    /// Inserts the packed entries of a snapshot file (see `IdempotencySnapshots`): key high,
+    /// key low, then `timestampOffset` bytes in the timestamp and the receive second.
+    func restoreSnapshot(_ packed: UnsafeRawBufferPointer, count: Int, entrySize: Int, timestampOffset: Int, cutoff: UInt32) {
         state.withLock { s in
             for i in 0..<count {
-                let at = i * IdempotencySnapshots.entrySize
-                let second = UInt32(littleEndian: packed.loadUnaligned(fromByteOffset: at + 32, as: UInt32.self))
+                let at = i * entrySize
+                let second = UInt32(littleEndian: packed.loadUnaligned(fromByteOffset: at + timestampOffset + 8, as: UInt32.self))
                 guard second >= cutoff else { continue }
                 let key = IdempotencyKey(
                     high: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at, as: UInt64.self)),
                     low: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 8, as: UInt64.self)))
-                s.committed[key] = Entry(
-                    sequence: UInt64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 16, as: UInt64.self)),
-                    timestamp: Int64(littleEndian: packed.loadUnaligned(fromByteOffset: at + 24, as: Int64.self)),
-                    receivedSecond: second)
+                s.committed.insert(
+                    key,
+                    Entry(timestamp: Int64(littleEndian: packed.loadUnaligned(fromByteOffset: at + timestampOffset, as: Int64.self)), receivedSecond: second))
                 if second < s.oldestSecond { s.oldestSecond = second }
             }
         }
@@ -159,7 +159,7 @@ public final class IdempotencyIndex: Sendable {
     public func reserve(_ key: IdempotencyKey) -> Reservation {
         guard isReady else { return .notReady }
         return state.withLock { s in
-            if let entry = s.committed[key] { return .stored(entry) }
+            if let entry = s.committed.find(key) { return .stored(entry) }
             if let inFlight = s.pending[key] { return .inFlight(inFlight) }
             s.pending[key] = InFlight()
             return .reserved
@@ -174,12 +174,12 @@ public final class IdempotencyIndex: Sendable {
     }
 
     /// Called by the writer thread after the fsync that made a batch durable.
-    func commit(_ keys: [BatchClientKey], firstSequence: UInt64, receivedSecond: UInt32, through: UInt64) {
+    func commit(_ keys: [BatchClientKey], receivedSecond: UInt32, through: UInt64) {
         var finished: [(InFlight, Entry)] = []
         state.withLock { s in
             for k in keys {
-                let entry = Entry(sequence: firstSequence + UInt64(k.index), timestamp: k.timestamp, receivedSecond: receivedSecond)
-                s.committed[k.key] = entry
+                let entry = Entry(timestamp: k.timestamp, receivedSecond: receivedSecond)
+                s.committed.insert(k.key, entry)
                 s.unpersisted.append((k.key, entry))
                 if let inFlight = s.pending.removeValue(forKey: k.key) { finished.append((inFlight, entry)) }
             }
@@ -196,7 +196,7 @@ public final class IdempotencyIndex: Sendable {
     /// Inserts an entry found while replaying the log or loading a snapshot.
     func restore(_ key: IdempotencyKey, _ entry: Entry, persisted: Bool) {
         state.withLock { s in
-            s.committed[key] = entry
+            s.committed.insert(key, entry)
             if !persisted { s.unpersisted.append((key, entry)) }
             if entry.receivedSecond < s.oldestSecond { s.oldestSecond = entry.receivedSecond }
         }
@@ -221,8 +221,7 @@ public final class IdempotencyIndex: Sendable {
         let cutoff = nowSecond > UInt32(windowSeconds) ? nowSecond - UInt32(windowSeconds) : 0
         state.withLock { s in
             guard s.oldestSecond < cutoff else { return }
-            s.committed = s.committed.filter { $0.value.receivedSecond >= cutoff }
-            s.oldestSecond = s.committed.values.map(\.receivedSecond).min() ?? .max
+            s.oldestSecond = s.committed.removeAll(receivedBefore: cutoff)
         }
     }
 }
