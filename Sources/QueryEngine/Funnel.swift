@@ -120,7 +120,7 @@ public enum FunnelEngine {
         var values: [String]
     }
 
-    /// One block's (person, time, step) entries, in row order.
+    /// One block's (person, time, step) entries, in row order (so by person, then time).
     static func blockEntries(of block: BlockFile, _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> BlockEntries {
         try snapshot.checkDeadline()
         let columns = BlockColumns(block)
@@ -171,12 +171,104 @@ public enum FunnelEngine {
             }
             if !any && query.strict { entries.append(Entry(person: persons[r], step: unrelated, timestamp: ts[r])) }
         }
-        // Blocks order rows by person, so entries are; `run` splits people by binary search
-        // and relies on it. Guard it anyway (a stable sort keeps time order within a person).
-        if zip(entries, entries.dropFirst()).contains(where: { $0.person > $1.person }) {
-            entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
-        }
         return BlockEntries(entries: entries, values: values)
+    }
+
+    /// The entries of a group of blocks whose time ranges overlap one another and no other
+    /// block of the query (usually one day's blocks), by person, then time, then step.
+    ///
+    /// A person's entries from the group are then one contiguous stretch of that person's
+    /// whole sequence, so in a non-strict funnel runs of one step can be thinned here (see
+    /// `thinRuns`), before every group's entries are held at once.
+    static func groupEntries(of blocks: [BlockFile], _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> BlockEntries {
+        var parts = try blocks.map { try blockEntries(of: $0, query, snapshot) }
+        var values: [String] = []
+        if parts.count > 1 && parts.contains(where: { !$0.values.isEmpty }) {
+            var valueIds: [String: UInt32] = [:]
+            for b in parts.indices where !parts[b].values.isEmpty {
+                let group: [UInt32] = [0] + parts[b].values.map { text in
+                    if let id = valueIds[text] { return id }
+                    values.append(text)
+                    valueIds[text] = UInt32(values.count)
+                    return UInt32(values.count)
+                }
+                for k in parts[b].entries.indices where parts[b].entries[k].breakdown != 0 {
+                    parts[b].entries[k].breakdown = group[Int(parts[b].entries[k].breakdown)]
+                }
+            }
+        } else {
+            values = parts.first?.values ?? []
+        }
+        let merged = parts.count > 1
+        var entries = merged ? parts.flatMap(\.entries) : parts.first?.entries ?? []
+        parts = []
+        // Rows are by person, so a single block's entries are; `run` splits people by binary
+        // search and relies on it.
+        if merged || zip(entries, entries.dropFirst()).contains(where: { $0.person > $1.person }) {
+            entries = sortedByPersonTimeStep(entries, people: snapshot.people.count)
+        } else {
+            sortEachPersonByTimeStep(&entries)
+        }
+        if !query.strict { thinRuns(&entries) }
+        // Every group's entries are held until the people are walked: keep them at their
+        // exact size rather than with the slack of the appends.
+        let exact = [Entry](unsafeUninitializedCapacity: entries.count) { buffer, count in
+            _ = buffer.initialize(fromContentsOf: entries)
+            count = entries.count
+        }
+        return BlockEntries(entries: exact, values: values)
+    }
+
+    /// Orders each person's run of `entries` (already by person, rows by time) by time, then
+    /// step, as the final walk sees them.
+    static func sortEachPersonByTimeStep(_ entries: inout [Entry]) {
+        entries.withUnsafeMutableBufferPointer { out in
+            var start = 0
+            for i in out.indices {
+                if out[i].person != out[start].person {
+                    start = i
+                    continue
+                }
+                let e = out[i]
+                var j = i - 1
+                while j >= start && (out[j].timestamp > e.timestamp || (out[j].timestamp == e.timestamp && out[j].step > e.step)) {
+                    out[j + 1] = out[j]
+                    j -= 1
+                }
+                out[j + 1] = e
+            }
+        }
+    }
+
+    /// Drops the entries a non-strict walk cannot be changed by: in a run of one person's
+    /// consecutive entries of one step, every entry of a later step (or exclusion) but the
+    /// first, and every first-step entry but the first and the last.
+    ///
+    /// Between two such entries nothing changes the walk's state, so a later entry of step
+    /// s > 0 meets the same chain as the first one did, at a later time (it reaches the step if
+    /// and only if the first did, with the same chain start), and an exclusion resets the same
+    /// steps again. Of a run of first steps, the first may open the person's best chain (its
+    /// breakdown value counts) and the last sets the chain start that later steps measure
+    /// from. A 3-step conversation funnel keeps one `message_received` per conversation
+    /// instead of every message.
+    static func thinRuns(_ entries: inout [Entry]) {
+        var kept = 0
+        entries.withUnsafeMutableBufferPointer { e in
+            let n = e.count
+            var i = 0
+            while i < n {
+                var j = i + 1
+                while j < n && e[j].person == e[i].person && e[j].step == e[i].step { j += 1 }
+                e[kept] = e[i]
+                kept += 1
+                if e[i].step == 0 && j - i > 1 {
+                    e[kept] = e[j - 1]
+                    kept += 1
+                }
+                i = j
+            }
+        }
+        entries.removeLast(entries.count - kept)
     }
 
     /// Orders entries by (person, time, step); equal timestamps are taken in step order
@@ -251,8 +343,11 @@ public enum FunnelEngine {
         // Each block's entries are gathered on its own (on every core). They come in row
         // order, so sorted by person, which lets the people be split into ranges below.
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
+        let blockGroups = overlappingGroups(of: blocks)
         let threads = ProcessInfo.processInfo.activeProcessorCount
-        var parts = try parallelMap(blocks.count, threads: threads) { try blockEntries(of: blocks[$0], query, snapshot) }
+        var parts = try parallelMap(blockGroups.count, threads: threads) {
+            try groupEntries(of: blockGroups[$0].map { blocks[$0] }, query, snapshot)
+        }
             .map { try $0.get() }
         let entryCount = parts.reduce(0) { $0 + $1.entries.count }
         if entryCount > maxEntries {
@@ -316,6 +411,24 @@ public enum FunnelEngine {
         }
         return FunnelResult(
             users: total.users, medianSecondsToConvert: medians(total.times), breakdown: Array(groups.prefix(FunnelQuery.maxBreakdownValues)))
+    }
+
+    /// The blocks (as indices) in groups whose time ranges chain into one another and are
+    /// apart from every other group's, in time order. Touching at one microsecond counts as
+    /// overlapping: equal times from two blocks interleave by step.
+    static func overlappingGroups(of blocks: [BlockFile]) -> [[Int]] {
+        let order = blocks.indices.sorted { blocks[$0].footer.minTimestamp < blocks[$1].footer.minTimestamp }
+        var groups: [[Int]] = []
+        var reach = Int64.min
+        for b in order {
+            if groups.isEmpty || blocks[b].footer.minTimestamp > reach {
+                groups.append([b])
+            } else {
+                groups[groups.count - 1].append(b)
+            }
+            reach = max(reach, blocks[b].footer.maxTimestamp)
+        }
+        return groups
     }
 
     /// The first index of `entries` (sorted by person) whose person is `person` or above.
