@@ -24,10 +24,15 @@ public struct ByteStringTable: Sendable {
     private var slotCount: Int
     static let slotSize = 5
     static let slotPadding = 3
+    /// Set for a table that stores ids packed (see `IdPacking`): `blob` and `offsets` then
+    /// hold the stored forms, and strings are read back through `string` or `withString`.
+    private var packing: IdPacking?
 
-    public init(capacity: Int = 64) {
+    /// `packsIds`: store hex ids and UUIDs packed (the project dictionaries).
+    public init(capacity: Int = 64, packsIds: Bool = false) {
         slotCount = Self.slotCount(for: capacity)
         slots = [UInt8](repeating: 0, count: slotCount * Self.slotSize + Self.slotPadding)
+        if packsIds { packing = IdPacking() }
     }
 
     /// Slots for `count` strings at 75% load.
@@ -86,6 +91,16 @@ public struct ByteStringTable: Sendable {
             slots = []
             slotCount = 0
         }
+        if packing != nil {
+            offsets.reserveCapacity(offsets.count + n)
+            var start = 0
+            for i in 0..<n {
+                let end = Int(UInt32(littleEndian: ends.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self)))
+                appendStored(UnsafeRawBufferPointer(rebasing: frame[start..<end]))
+                start = end
+            }
+            return true
+        }
         let base = UInt32(blob.count)
         offsets.reserveCapacity(offsets.count + n)
         for i in 0..<n { offsets.append(base + UInt32(littleEndian: ends.loadUnaligned(fromByteOffset: i * 4, as: UInt32.self))) }
@@ -133,9 +148,37 @@ public struct ByteStringTable: Sendable {
         }
     }
 
+    /// Appends the stored form of `bytes` without looking it up or indexing it.
+    private mutating func appendStored(_ bytes: UnsafeRawBufferPointer) {
+        withUnsafeTemporaryAllocation(byteCount: IdPacking.capacity(for: bytes.count), alignment: 1) { scratch in
+            switch packing!.encode(bytes, into: scratch.baseAddress!, adding: true) {
+            case .stored(let n): blob.append(contentsOf: UnsafeRawBufferPointer(start: scratch.baseAddress, count: n))
+            case .same, .absent: blob.append(contentsOf: bytes)
+            }
+        }
+        offsets.append(UInt32(blob.count))
+    }
+
     /// The id of `bytes`, adding it if new.
     @inline(__always)
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        if packing != nil { return internPacked(bytes) }
+        return internStored(bytes)
+    }
+
+    @inline(never)
+    private mutating func internPacked(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        withUnsafeTemporaryAllocation(byteCount: IdPacking.capacity(for: bytes.count), alignment: 1) { scratch in
+            switch packing!.encode(bytes, into: scratch.baseAddress!, adding: true) {
+            case .stored(let n): internStored(UnsafeRawBufferPointer(start: scratch.baseAddress, count: n))
+            case .same, .absent: internStored(bytes)
+            }
+        }
+    }
+
+    /// The id of a stored form, adding it if new.
+    @inline(__always)
+    private mutating func internStored(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
         if slots.isEmpty { buildIndex() }
         let h = Self.hash(bytes)
         let (found, slot) = probe(bytes, hash: h)
@@ -150,6 +193,17 @@ public struct ByteStringTable: Sendable {
 
     /// The id of `bytes` if present (a linear scan on a table without its index).
     public func find(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
+        guard var packing else { return findStored(bytes) }
+        return withUnsafeTemporaryAllocation(byteCount: IdPacking.capacity(for: bytes.count), alignment: 1) { scratch in
+            switch packing.encode(bytes, into: scratch.baseAddress!, adding: false) {
+            case .stored(let n): findStored(UnsafeRawBufferPointer(start: scratch.baseAddress, count: n))
+            case .same: findStored(bytes)
+            case .absent: nil
+            }
+        }
+    }
+
+    private func findStored(_ bytes: UnsafeRawBufferPointer) -> UInt32? {
         if slots.isEmpty {
             for id in 0..<count where equals(id: id, bytes) { return UInt32(id) }
             return nil
@@ -195,13 +249,26 @@ public struct ByteStringTable: Sendable {
     }
 
     public func string(_ id: Int) -> String {
-        let start = Int(offsets[id])
-        let end = Int(offsets[id + 1])
-        return blob.withUnsafeBytes { String(decoding: UnsafeRawBufferPointer(rebasing: $0[start..<end]), as: UTF8.self) }
+        withString(id) { String(decoding: $0, as: UTF8.self) }
     }
 
+    /// Calls `body` with the bytes of string `id`.
+    public func withString<T>(_ id: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        let start = Int(offsets[id])
+        let end = Int(offsets[id + 1])
+        return try blob.withUnsafeBytes { raw in
+            let stored = UnsafeRawBufferPointer(rebasing: raw[start..<end])
+            guard let packing, let first = stored.first, first >= 0xF8 else { return try body(stored) }
+            var decoded: [UInt8] = []
+            packing.decode(stored, into: &decoded)
+            return try decoded.withUnsafeBytes(body)
+        }
+    }
+
+    /// String `id`'s bytes, in a table that does not pack ids.
     public func bytes(_ id: Int) -> ArraySlice<UInt8> {
-        blob[Int(offsets[id])..<Int(offsets[id + 1])]
+        precondition(packing == nil, "the stored bytes of a packed table are not its strings")
+        return blob[Int(offsets[id])..<Int(offsets[id + 1])]
     }
 
     /// Makes room for `count` strings in all (and `bytes` more blob bytes) with at most one
@@ -250,6 +317,7 @@ public struct ByteStringTable: Sendable {
     }
 
     public mutating func removeAll() {
+        if packing != nil { packing = IdPacking() }
         offsets = [0]
         blob.removeAll(keepingCapacity: true)
         slots.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }

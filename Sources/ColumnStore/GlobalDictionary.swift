@@ -72,7 +72,7 @@ public struct GlobalDictionary {
 
     /// The strings of every intact frame, and the offset after the last one.
     static func parse(_ bytes: [UInt8], indexed: Bool = true) -> (ByteStringTable, Int) {
-        var table = ByteStringTable(capacity: 1024)
+        var table = ByteStringTable(capacity: 1024, packsIds: true)
         var offset = headerSize
         bytes.withUnsafeBytes { raw in
             // Size the table once for every frame's strings (a dictionary holds millions),
@@ -138,10 +138,17 @@ public struct GlobalDictionary {
         let first = persistedCount
         let count = table.count - first
         guard count > 0 else { return }
-        let base = Int(table.offsets[first])
-        let payload = OutputBuffer(capacity: count * 4 + (table.blob.count - base))
-        for i in (first + 1)...(first + count) { payload.append(littleEndian: table.offsets[i] - UInt32(base)) }
-        table.blob.withUnsafeBytes { payload.append(UnsafeRawBufferPointer(rebasing: $0[base...])) }
+        // The table keeps ids packed; the file holds the strings themselves.
+        var ends: [UInt32] = []
+        ends.reserveCapacity(count)
+        let strings = OutputBuffer(capacity: 2 * (Int(table.offsets[first + count]) - Int(table.offsets[first])))
+        for id in first..<(first + count) {
+            table.withString(id) { strings.append($0) }
+            ends.append(UInt32(strings.count))
+        }
+        let payload = OutputBuffer(capacity: count * 4 + strings.count)
+        for end in ends { payload.append(littleEndian: end) }
+        payload.append(strings.bytes)
         let out = OutputBuffer(capacity: Self.frameHeaderSize + Codec.zstd.maxCompressedSize(payload.count))
         out.append(littleEndian: Self.frameMagic)
         out.append(littleEndian: UInt32(first))

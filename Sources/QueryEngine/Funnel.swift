@@ -374,19 +374,17 @@ public enum FunnelEngine {
         // People are split into ranges of ids, each gathered from every block, sorted and
         // walked on its own: the sort's tables stay small and every core takes ranges.
         let people = snapshot.people.count
-        let ranges = max(1, min(threads * 8, people))
+        let ranges = max(1, min(threads * 32, people))
         let entryParts = parts.map(\.entries)
         var total = Partial(steps: query.steps.count)
         for partial in parallelMap(ranges, threads: threads, { k -> Partial in
             try snapshot.checkDeadline()
             let low = UInt32(people * k / ranges)
             let high = UInt32(people * (k + 1) / ranges)
+            let bounds = entryParts.map { (firstIndex(in: $0, atOrAbove: low), firstIndex(in: $0, atOrAbove: high)) }
             var entries: [Entry] = []
-            for part in entryParts {
-                let a = firstIndex(in: part, atOrAbove: low)
-                let b = firstIndex(in: part, atOrAbove: high)
-                entries += part[a..<b]
-            }
+            entries.reserveCapacity(bounds.reduce(0) { $0 + $1.1 - $1.0 })
+            for (part, (a, b)) in zip(entryParts, bounds) { entries += part[a..<b] }
             entries = sortedByPersonTimeStep(entries, base: low, people: Int(high - low))
             return walk(entries, query)
         }) {

@@ -1,4 +1,5 @@
 import ColumnStore
+import TallyTestSupport
 import Testing
 
 @Suite struct ByteStringTableTests {
@@ -64,5 +65,57 @@ import Testing
         #expect(table.count == 0)
         #expect(table.find("user_2") == nil)
         #expect(table.intern("user_2") == 0)
+    }
+
+    /// Ids of every shape the packed form treats differently: hex after a prefix (odd and
+    /// even digit counts, too few digits), bare hex, UUIDs (and near misses), uppercase hex,
+    /// strings starting with bytes UTF-8 never uses, and more prefixes than can be numbered.
+    static func idShapes(_ rng: inout SeededRandom) -> [[UInt8]] {
+        func hex(_ n: Int) -> String { String((0..<n).map { _ in "0123456789abcdef".randomElement(using: &rng)! }) }
+        var out: [[UInt8]] = []
+        for i in 0..<3_000 {
+            let s: String
+            switch i % 12 {
+            case 0: s = "sess_" + hex(16)
+            case 1: s = "anon_" + hex(Int.random(in: 1...21, using: &rng))
+            case 2: s = hex(Int.random(in: 6...40, using: &rng))
+            case 3: s = "\(hex(8))-\(hex(4))-\(hex(4))-\(hex(4))-\(hex(12))"
+            case 4: s = "\(hex(8))-\(hex(4))-\(hex(4))-\(hex(4))-\(hex(11))"
+            case 5: s = "\(hex(8))-\(hex(4))-\(hex(4))-\(hex(4))-\(hex(12))".uppercased()
+            case 6: s = "p\(i)_" + hex(10)  // a new prefix each: more than 255
+            case 7: s = String(repeating: "x", count: 33) + hex(12)  // prefix too long
+            case 8: s = "user_\(i)"
+            case 9: s = ""
+            case 10: s = "ABCDEF0123456789"
+            default: s = "e" + hex(9)
+            }
+            out.append(Array(s.utf8))
+            if i % 97 == 0 { out.append([0xF8 + UInt8(i % 8)] + Array(hex(12).utf8)) }  // not UTF-8
+        }
+        return out + out.shuffled(using: &rng)  // every id twice
+    }
+
+    @Test func aTableThatPacksIdsAgreesWithOneThatDoesNot() {
+        var rng = SeededRandom(seed: 46)
+        let ids = Self.idShapes(&rng)
+        var plain = ByteStringTable()
+        var packed = ByteStringTable(packsIds: true)
+        for id in ids {
+            let a = id.withUnsafeBytes { plain.intern($0) }
+            let b = id.withUnsafeBytes { packed.intern($0) }
+            #expect(a == b, "\(id) got \(b) packed, \(a) plain")
+        }
+        #expect(packed.count == plain.count)
+        #expect(packed.blob.count < plain.blob.count * 3 / 4, "packing saved too little: \(packed.blob.count) of \(plain.blob.count) bytes")
+        for id in 0..<plain.count {
+            let original = Array(plain.bytes(id))
+            #expect(packed.withString(id) { Array($0) } == original)
+            #expect(original.withUnsafeBytes { packed.find($0) } == UInt32(id))
+        }
+        for _ in 0..<500 {
+            let missing = ids.randomElement(using: &rng)! + Array("0f".utf8)
+            let inPlain = missing.withUnsafeBytes { plain.find($0) }
+            #expect(missing.withUnsafeBytes { packed.find($0) } == inPlain)
+        }
     }
 }
