@@ -265,6 +265,18 @@ public struct ByteStringTable: Sendable {
         }
     }
 
+    /// Appends strings `ids` back to back to `strings`, and each one's end offset there to
+    /// `ends`.
+    public func appendStrings(_ ids: Range<Int>, to strings: OutputBuffer, ends: inout [UInt32]) {
+        blob.withUnsafeBytes { raw in
+            for id in ids {
+                let stored = UnsafeRawBufferPointer(rebasing: raw[Int(offsets[id])..<Int(offsets[id + 1])])
+                if let packing { packing.decode(stored, appendingTo: strings) } else { strings.append(stored) }
+                ends.append(UInt32(strings.count))
+            }
+        }
+    }
+
     /// String `id`'s bytes, in a table that does not pack ids.
     public func bytes(_ id: Int) -> ArraySlice<UInt8> {
         precondition(packing == nil, "the stored bytes of a packed table are not its strings")

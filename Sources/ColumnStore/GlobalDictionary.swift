@@ -142,10 +142,7 @@ public struct GlobalDictionary {
         var ends: [UInt32] = []
         ends.reserveCapacity(count)
         let strings = OutputBuffer(capacity: 2 * (Int(table.offsets[first + count]) - Int(table.offsets[first])))
-        for id in first..<(first + count) {
-            table.withString(id) { strings.append($0) }
-            ends.append(UInt32(strings.count))
-        }
+        table.appendStrings(first..<(first + count), to: strings, ends: &ends)
         let payload = OutputBuffer(capacity: count * 4 + strings.count)
         for end in ends { payload.append(littleEndian: end) }
         payload.append(strings.bytes)

@@ -1,3 +1,5 @@
+import EventLog
+
 /// The stored form of strings in a table that packs ids: most user, anonymous and session ids
 /// are a short prefix and a run of lowercase hex digits (`sess_2e7b46cfb548e643`) or a UUID,
 /// and the project dictionaries keep millions of them in memory. Two hex digits go in one
@@ -121,6 +123,26 @@ struct IdPacking: Sendable {
     }
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+
+    /// Appends the string a stored form stands for to `out`.
+    func decode(_ stored: UnsafeRawBufferPointer, appendingTo out: OutputBuffer) {
+        guard let first = stored.first, first >= 0xF8 else {
+            out.append(stored)
+            return
+        }
+        switch first {
+        case Self.uuidMarker, Self.packedMarker:
+            if first == Self.packedMarker { prefixes[Int(stored[1])].withUnsafeBytes { out.append($0) } }
+            let digits = Self.hexDigits
+            for k in (first == Self.packedMarker ? 2 : 1)..<stored.count {
+                if first == Self.uuidMarker && (k == 5 || k == 7 || k == 9 || k == 11) { out.append(byte: 0x2D) }
+                out.append(byte: digits[Int(stored[k] >> 4)])
+                out.append(byte: digits[Int(stored[k] & 15)])
+            }
+        default:
+            out.append(UnsafeRawBufferPointer(rebasing: stored[1...]))
+        }
+    }
 
     /// The string a stored form stands for.
     func decode(_ stored: UnsafeRawBufferPointer, into out: inout [UInt8]) {
