@@ -20,10 +20,14 @@ public struct ServerConfiguration: Sendable {
     public var analyticsTimeoutSeconds = 30.0
     /// Limits of POST /query.
     public var sql = SQLSettings()
-    /// Decoded columns kept between queries. Smaller than the command-line default (512 MiB)
-    /// so that a server over 100 M events stays within 1 GiB; warm queries over a working set
-    /// larger than this decode again.
+    /// Decoded columns kept between queries, at most (`memoryTargetBytes` may leave less).
+    /// Smaller than the command-line default (512 MiB); warm queries over a working set larger
+    /// than this decode again.
     public var columnCacheBytes = 256 << 20
+    /// The resident memory the column cache keeps the server under: the cache holds at most
+    /// what the id dictionaries, the idempotency index and running queries leave below it.
+    /// Nil: the cache's own budget only.
+    public var memoryTargetBytes: Int? = 640 << 20
 
     public init() {}
 }

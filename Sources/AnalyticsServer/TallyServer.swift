@@ -23,6 +23,7 @@ public final class TallyServer: Sendable {
         self.configuration = configuration
         self.logger = logger
         ColumnCache.shared.budgetBytes = configuration.columnCacheBytes
+        ColumnCache.shared.residentTargetBytes = configuration.memoryTargetBytes
         try FileIO.makeDirectories(configuration.dataDirectory)
         metadata = try MetadataStore(path: configuration.dataDirectory + "/meta.sqlite")
         metrics = ServerMetrics()

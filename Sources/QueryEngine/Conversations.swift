@@ -269,6 +269,7 @@ public enum ConversationEngine {
                 open.removeFirst(finished)
             }
             next = range.upperBound
+            ColumnCache.shared.relieve()
         }
         for s in open { try body(s) }
         var counts = BucketCounts()

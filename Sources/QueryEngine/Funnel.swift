@@ -1,5 +1,6 @@
 public import ColumnStore
 import Foundation
+import Synchronization
 
 public struct FunnelStep: Sendable {
     public var name: String
@@ -107,7 +108,7 @@ public enum FunnelEngine {
         }
     }
     static let maxBreakdownIds = (1 << 24) - 1
-    /// Step and exclusion events one funnel may hold (1 GiB of entries).
+    /// Step and exclusion events one funnel may hold (512 MiB of held entries).
     static let maxEntries = 64 << 20
     static let unrelated: UInt8 = 255
     /// Entries of exclusion events have step `exclusionBase + index`: after every step at
@@ -118,6 +119,84 @@ public enum FunnelEngine {
     struct BlockEntries {
         var entries: [Entry]
         var values: [String]
+    }
+
+    /// A group's entries as the funnel holds them until the walk: 8 bytes an entry instead of
+    /// 16 (plus 4 for its breakdown number when the query has a breakdown). Each run of one
+    /// person has its person and end index once; each entry is one word, its time after the
+    /// group's first entry (µs) above its step. A group is one day's blocks, so the time
+    /// fits in the word's 56 bits.
+    struct HeldEntries {
+        var persons: [UInt32] = []
+        var runEnds: [UInt32] = []
+        var words: [UInt64] = []
+        var breakdowns: [UInt32] = []
+        var base: Int64 = 0
+        var values: [String]
+
+        var count: Int { words.count }
+        var bytes: Int { words.count * 8 + persons.count * 8 + breakdowns.count * 4 }
+
+        /// `entries` are by person.
+        init(_ entries: [Entry], values: [String], breakdown: Bool) throws {
+            self.values = values
+            guard !entries.isEmpty else { return }
+            var low = Int64.max
+            var high = Int64.min
+            var runs = 0
+            for (i, e) in entries.enumerated() {
+                low = min(low, e.timestamp)
+                high = max(high, e.timestamp)
+                if i == 0 || entries[i - 1].person != e.person { runs += 1 }
+            }
+            let (span, overflow) = high.subtractingReportingOverflow(low)
+            guard !overflow, span < 1 << 56 else {
+                throw QueryError.memoryBudget("the funnel's events of one day span more than 2^56 µs")
+            }
+            base = low
+            persons.reserveCapacity(runs)
+            runEnds.reserveCapacity(runs)
+            words.reserveCapacity(entries.count)
+            if breakdown { breakdowns.reserveCapacity(entries.count) }
+            for (i, e) in entries.enumerated() {
+                if i > 0 && entries[i - 1].person != e.person { runEnds.append(UInt32(i)) }
+                if i == 0 || entries[i - 1].person != e.person { persons.append(e.person) }
+                words.append(UInt64(e.timestamp - base) << 8 | UInt64(e.step))
+                if breakdown { breakdowns.append(e.breakdown) }
+            }
+            runEnds.append(UInt32(entries.count))
+        }
+
+        /// The first run whose person is `person` or above.
+        func firstRun(atOrAbove person: UInt32) -> Int {
+            var low = 0
+            var high = persons.count
+            while low < high {
+                let mid = (low + high) / 2
+                if persons[mid] < person { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+
+        /// The entries of runs `runs`, as a range of `words`.
+        func entryRange(_ runs: Range<Int>) -> Range<Int> {
+            guard !runs.isEmpty else { return 0..<0 }
+            return (runs.lowerBound == 0 ? 0 : Int(runEnds[runs.lowerBound - 1]))..<Int(runEnds[runs.upperBound - 1])
+        }
+
+        /// Appends the entries of runs `runs` to `out`, unpacked.
+        func append(_ runs: Range<Int>, to out: inout [Entry]) {
+            var start = entryRange(runs).lowerBound
+            for r in runs {
+                let end = Int(runEnds[r])
+                for k in start..<end {
+                    var e = Entry(person: persons[r], step: UInt8(truncatingIfNeeded: words[k]), timestamp: base + Int64(words[k] >> 8))
+                    if !breakdowns.isEmpty { e.breakdown = breakdowns[k] }
+                    out.append(e)
+                }
+                start = end
+            }
+        }
     }
 
     /// One block's (person, time, step) entries, in row order (so by person, then time).
@@ -180,7 +259,7 @@ public enum FunnelEngine {
     /// A person's entries from the group are then one contiguous stretch of that person's
     /// whole sequence, so in a non-strict funnel runs of one step can be thinned here (see
     /// `thinRuns`), before every group's entries are held at once.
-    static func groupEntries(of blocks: [BlockFile], _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> BlockEntries {
+    static func groupEntries(of blocks: [BlockFile], _ query: FunnelQuery, _ snapshot: QuerySnapshot) throws -> HeldEntries {
         var parts = try blocks.map { try blockEntries(of: $0, query, snapshot) }
         var values: [String] = []
         if parts.count > 1 && parts.contains(where: { !$0.values.isEmpty }) {
@@ -210,13 +289,7 @@ public enum FunnelEngine {
             sortEachPersonByTimeStep(&entries)
         }
         if !query.strict { thinRuns(&entries) }
-        // Every group's entries are held until the people are walked: keep them at their
-        // exact size rather than with the slack of the appends.
-        let exact = [Entry](unsafeUninitializedCapacity: entries.count) { buffer, count in
-            _ = buffer.initialize(fromContentsOf: entries)
-            count = entries.count
-        }
-        return BlockEntries(entries: exact, values: values)
+        return try HeldEntries(entries, values: values, breakdown: query.breakdown != nil)
     }
 
     /// Orders each person's run of `entries` (already by person, rows by time) by time, then
@@ -345,14 +418,22 @@ public enum FunnelEngine {
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
         let blockGroups = overlappingGroups(of: blocks)
         let threads = ProcessInfo.processInfo.activeProcessorCount
-        var parts = try parallelMap(blockGroups.count, threads: threads) {
-            try groupEntries(of: blockGroups[$0].map { blocks[$0] }, query, snapshot)
+        // The entries are held until the end; the column cache gives way to them.
+        let held = Mutex(0)
+        defer { ColumnCache.shared.release(held.withLock { $0 }) }
+        var parts = try parallelMap(blockGroups.count, threads: threads) { g -> HeldEntries in
+            let part = try groupEntries(of: blockGroups[g].map { blocks[$0] }, query, snapshot)
+            let bytes = part.bytes
+            held.withLock { $0 += bytes }
+            ColumnCache.shared.hold(bytes)
+            ColumnCache.shared.relieve()
+            return part
         }
             .map { try $0.get() }
-        let entryCount = parts.reduce(0) { $0 + $1.entries.count }
+        let entryCount = parts.reduce(0) { $0 + $1.count }
         if entryCount > maxEntries {
             throw QueryError.memoryBudget(
-                "the funnel matches \(entryCount) events, more than the \(maxEntries) (\(maxEntries * MemoryLayout<Entry>.stride >> 20) MiB) one query may hold; narrow the date range or the steps")
+                "the funnel matches \(entryCount) events, more than the \(maxEntries) (\(maxEntries * 8 >> 20) MiB) one query may hold; narrow the date range or the steps")
         }
         // Breakdown values get query-wide numbers, in block order.
         var values: [String] = []
@@ -367,24 +448,25 @@ public enum FunnelEngine {
                 valueIds[text] = UInt32(values.count)
                 return UInt32(values.count)
             }
-            for k in parts[b].entries.indices where parts[b].entries[k].breakdown != 0 {
-                parts[b].entries[k].breakdown = global[Int(parts[b].entries[k].breakdown)]
+            for k in parts[b].breakdowns.indices where parts[b].breakdowns[k] != 0 {
+                parts[b].breakdowns[k] = global[Int(parts[b].breakdowns[k])]
             }
         }
         // People are split into ranges of ids, each gathered from every block, sorted and
         // walked on its own: the sort's tables stay small and every core takes ranges.
         let people = snapshot.people.count
         let ranges = max(1, min(threads * 32, people))
-        let entryParts = parts.map(\.entries)
+        let heldParts = parts
+        parts = []
         var total = Partial(steps: query.steps.count)
         for partial in parallelMap(ranges, threads: threads, { k -> Partial in
             try snapshot.checkDeadline()
             let low = UInt32(people * k / ranges)
             let high = UInt32(people * (k + 1) / ranges)
-            let bounds = entryParts.map { (firstIndex(in: $0, atOrAbove: low), firstIndex(in: $0, atOrAbove: high)) }
+            let runs = heldParts.map { $0.firstRun(atOrAbove: low)..<$0.firstRun(atOrAbove: high) }
             var entries: [Entry] = []
-            entries.reserveCapacity(bounds.reduce(0) { $0 + $1.1 - $1.0 })
-            for (part, (a, b)) in zip(entryParts, bounds) { entries += part[a..<b] }
+            entries.reserveCapacity(zip(heldParts, runs).reduce(0) { $0 + $1.0.entryRange($1.1).count })
+            for (part, r) in zip(heldParts, runs) { part.append(r, to: &entries) }
             entries = sortedByPersonTimeStep(entries, base: low, people: Int(high - low))
             return walk(entries, query)
         }) {
@@ -427,17 +509,6 @@ public enum FunnelEngine {
             reach = max(reach, blocks[b].footer.maxTimestamp)
         }
         return groups
-    }
-
-    /// The first index of `entries` (sorted by person) whose person is `person` or above.
-    static func firstIndex(in entries: [Entry], atOrAbove person: UInt32) -> Int {
-        var low = 0
-        var high = entries.count
-        while low < high {
-            let mid = (low + high) / 2
-            if entries[mid].person < person { low = mid + 1 } else { high = mid }
-        }
-        return low
     }
 
     /// One pass per person over entries sorted by (person, time, step).

@@ -93,6 +93,8 @@ struct Serve: AsyncParsableCommand {
     var analyticsTimeout: Double?
     @Option(help: "MiB of decoded columns kept between queries (env TALLY_COLUMN_CACHE_MB; default 256).")
     var columnCacheMb: Int?
+    @Option(help: "MiB of resident memory the column cache keeps the server under; 0 for none (env TALLY_MEMORY_TARGET_MB; default 640).")
+    var memoryTargetMb: Int?
     @Option(help: "The longest timeout_seconds POST /query may ask for (env TALLY_SQL_MAX_TIMEOUT; default 300).")
     var sqlMaxTimeout: Double?
     @Option(help: "Refuse SQL results with more rows than this (env TALLY_SQL_MAX_ROWS; default 100000).")
@@ -150,6 +152,10 @@ struct Serve: AsyncParsableCommand {
         if let text = columnCacheMb.map({ String($0) }) ?? environment("COLUMN_CACHE_MB") {
             guard let v = Int(text), v >= 0, v < 1 << 20 else { throw CLIError("--column-cache-mb: \"\(text)\" is not a number of MiB") }
             config.columnCacheBytes = v << 20
+        }
+        if let text = memoryTargetMb.map({ String($0) }) ?? environment("MEMORY_TARGET_MB") {
+            guard let v = Int(text), v >= 0, v < 1 << 30 else { throw CLIError("--memory-target-mb: \"\(text)\" is not a number of MiB") }
+            config.memoryTargetBytes = v == 0 ? nil : v << 20
         }
         if let text = sqlMaxTimeout.map({ String($0) }) ?? environment("SQL_MAX_TIMEOUT") {
             guard let v = Double(text), v > 0 else { throw CLIError("--sql-max-timeout: \"\(text)\" is not a number of seconds") }

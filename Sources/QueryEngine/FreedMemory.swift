@@ -10,7 +10,7 @@ import Synchronization
 /// all of it is free. `malloc_trim` releases the free pages of every arena; it takes a few
 /// milliseconds, so it runs only after long queries and never twice at once. (Swift's Glibc
 /// module leaves out `malloc.h`, so the function is looked up once by name.)
-enum FreedMemory {
+public enum FreedMemory {
     private static let trimming = Atomic<Bool>(false)
 
     #if canImport(Glibc)
@@ -21,7 +21,7 @@ enum FreedMemory {
     }()
     #endif
 
-    static func giveBack() {
+    public static func giveBack() {
         #if canImport(Glibc)
         guard let trim, trimming.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else { return }
         defer { trimming.store(false, ordering: .releasing) }
