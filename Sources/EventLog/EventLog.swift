@@ -359,10 +359,10 @@ public final class EventLog: @unchecked Sendable {
                 $0.durableSequence = sequence
             }
             let receivedSecond = UInt32(clamping: currentMicros() / 1_000_000)
-            for item in group where !item.batch.clientKeys.isEmpty {
-                idempotency.commit(item.batch.clientKeys, receivedSecond: receivedSecond, through: sequence)
-            }
-            idempotency.markIndexed(through: sequence)
+            // One commit for the whole group: a snapshot taken between two batches' commits
+            // would otherwise claim the group's end while missing the later batches' ids, and
+            // a crash before the next snapshot would lose them (the replay starts at its end).
+            idempotency.commit(group.map(\.batch.clientKeys), receivedSecond: receivedSecond, through: sequence)
             for (item, first) in zip(group, firstSequences) { item.completion(.success(first)) }
             onCommit?(CommitStatistics(batches: group.count, events: events, bytes: writeBuffer.count, fsyncNanoseconds: fsyncNanos))
             if bytesSinceCheckpoint >= configuration.checkpointEveryBytes { try? writeCheckpoint() }

@@ -173,11 +173,13 @@ public final class IdempotencyIndex: Sendable {
         for r in released { r.finish(.failed) }
     }
 
-    /// Called by the writer thread after the fsync that made a batch durable.
-    func commit(_ keys: [BatchClientKey], receivedSecond: UInt32, through: UInt64) {
+    /// Called by the writer thread after the fsync that made a group of batches durable, with
+    /// each batch's client keys and the sequence after the group: the ids and how far they
+    /// reach change together, under one lock, so a snapshot never sees one without the other.
+    func commit(_ batches: [[BatchClientKey]], receivedSecond: UInt32, through: UInt64) {
         var finished: [(InFlight, Entry)] = []
         state.withLock { s in
-            for k in keys {
+            for k in batches.joined() {
                 let entry = Entry(timestamp: k.timestamp, receivedSecond: receivedSecond)
                 s.committed.insert(k.key, entry)
                 s.unpersisted.append((k.key, entry))
