@@ -347,9 +347,10 @@ public enum FunnelEngine {
     /// Orders entries by (person, time, step); equal timestamps are taken in step order
     /// (unrelated events after steps).
     ///
-    /// A counting sort by person keeps block order within a person, and blocks come in day
-    /// order with rows by person then time, so each person's run is already (nearly) in time
-    /// order: an insertion sort finishes it in about linear time.
+    /// A counting sort by person keeps the input order within a person, and entries come in
+    /// day order (groups, or a group's blocks) with rows by person then time, so each
+    /// person's run is already (nearly) in time order: an insertion sort finishes it in about
+    /// linear time.
     /// `entries` all have persons in `base ..< base + people`.
     static func sortedByPersonTimeStep(_ entries: [Entry], base: UInt32 = 0, people: Int) -> [Entry] {
         guard !entries.isEmpty else { return entries }
@@ -413,8 +414,8 @@ public enum FunnelEngine {
 
     public static func run(_ query: FunnelQuery, on snapshot: QuerySnapshot) throws -> FunnelResult {
         precondition((2...FunnelQuery.maxSteps).contains(query.steps.count))
-        // Each block's entries are gathered on its own (on every core). They come in row
-        // order, so sorted by person, which lets the people be split into ranges below.
+        // Each group of overlapping blocks (a day) is gathered on its own, on every core, by
+        // person, which lets the people be split into ranges below.
         let blocks = snapshot.blocks.filter { $0.footer.maxTimestamp >= query.start && $0.footer.minTimestamp < query.end }
         let blockGroups = overlappingGroups(of: blocks)
         let threads = ProcessInfo.processInfo.activeProcessorCount
