@@ -25,6 +25,8 @@ public final class ColumnCache: @unchecked Sendable {
     /// Bytes running queries hold in state of their own (see `hold`).
     private var held = 0
     private var residentTarget: Int?
+    /// When `relieve` last trimmed the allocator's arenas.
+    private let lastTrim = Mutex<ContinuousClock.Instant?>(nil)
 
     public init(budgetBytes: Int) {
         budget = budgetBytes
@@ -108,6 +110,10 @@ public final class ColumnCache: @unchecked Sendable {
         }
     }
 
+    public func release(_ count: Int) {
+        lock.withLock { held -= count }
+    }
+
     /// Called by long queries between units of work: over the resident target, evicts what
     /// the target leaves no room for and hands freed memory back to the kernel. A query's
     /// blocks are decoded, used and freed one after another, and glibc keeps what they freed
@@ -124,11 +130,6 @@ public final class ColumnCache: @unchecked Sendable {
             return true
         }) else { return }
         FreedMemory.giveBack()
-    }
-    private let lastTrim = Mutex<ContinuousClock.Instant?>(nil)
-
-    public func release(_ count: Int) {
-        lock.withLock { held -= count }
     }
 
     public func removeAll() {
