@@ -59,11 +59,13 @@ public final class TallyServer: Sendable {
 
     /// The application, with the maintenance service that closes the logs after the HTTP
     /// server has drained its in-flight requests.
-    public func makeApplication() -> some ApplicationProtocol {
+    /// `onServerRunning` gets the listening channel (tests bound to port 0 read the port).
+    public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tally"),
             services: [MaintenanceService(server: self)],
+            onServerRunning: onServerRunning,
             logger: logger)
     }
 
