@@ -173,9 +173,19 @@ public final class MetadataStore: Sendable {
     /// them. Both comparisons are constant-time, so response timing reveals nothing about how
     /// much of a guessed token was right.
     public func authenticate(token: String) -> APIKey? {
-        guard token.utf8.count == Self.tokenLength, token.hasPrefix(Self.tokenPrefix) else { return nil }
-        let presented = Array(token.utf8)
-        let id = String(decoding: presented[Self.tokenPrefix.utf8.count..<Self.tokenPrefix.utf8.count + 12], as: UTF8.self)
+        var token = token
+        return token.withUTF8 { authenticate(presented: $0) }
+    }
+
+    /// `authenticate(token:)` for a token still inside its header, without copying it out.
+    public func authenticate(token: Substring) -> APIKey? {
+        token.utf8.withContiguousStorageIfAvailable { authenticate(presented: $0) } ?? authenticate(token: String(token))
+    }
+
+    private func authenticate(presented: UnsafeBufferPointer<UInt8>) -> APIKey? {
+        let prefix = Self.tokenPrefix.utf8
+        guard presented.count == Self.tokenLength, presented.starts(with: prefix) else { return nil }
+        let id = String(decoding: presented[prefix.count..<prefix.count + 12], as: UTF8.self)
         let nowSecond = currentMicros() / 1_000_000
         enum Lookup {
             case verified(APIKey)
@@ -204,9 +214,9 @@ public final class MetadataStore: Sendable {
                     try Row.fetchOne(db, sql: "SELECT * FROM api_keys WHERE id = ?", arguments: [id]).flatMap(Self.key(from:))
                 }
             }
-            guard let key, key.revokedAt == nil, constantTimeEquals(SHA256.hash(presented), key.tokenHash) else { return nil }
+            guard let key, key.revokedAt == nil, constantTimeEquals(SHA256.hash(Array(presented)), key.tokenHash) else { return nil }
             keys.withLock { keys in
-                keys[id] = CachedKey(key: key, verifiedToken: presented, lastUsedSecond: nowSecond)
+                keys[id] = CachedKey(key: key, verifiedToken: Array(presented), lastUsedSecond: nowSecond)
                 touchedSinceReload.insert(id)
             }
             return key

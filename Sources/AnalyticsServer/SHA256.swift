@@ -74,9 +74,10 @@ enum SHA256 {
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-func constantTimeEquals(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+func constantTimeEquals<A: RandomAccessCollection<UInt8>, B: RandomAccessCollection<UInt8>>(_ a: A, _ b: B) -> Bool
+where A.Index == Int, B.Index == Int {
     guard a.count == b.count else { return false }
     var diff: UInt8 = 0
-    for i in 0..<a.count { diff |= a[i] ^ b[i] }
+    for i in 0..<a.count { diff |= a[a.startIndex + i] ^ b[b.startIndex + i] }
     return diff == 0
 }

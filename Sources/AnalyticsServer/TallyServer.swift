@@ -81,12 +81,14 @@ public final class TallyServer: Sendable {
         guard let header = request.headers[.authorization] else {
             throw APIError.unauthorized("missing Authorization header; send \"Authorization: Bearer <token>\"")
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+        // The scheme is case-insensitive (RFC 9110 §11.1); compared byte by byte because this
+        // runs on every request.
+        let scheme = header.utf8.prefix(7)
+        guard scheme.count == 7, zip(scheme, "bearer ".utf8).allSatisfy({ $0 | 0x20 == $1 }) else {
             throw APIError.unauthorized("Authorization header must be \"Bearer <token>\"")
         }
-        let token = String(parts[1].drop(while: { $0 == " " }))
-        guard let key = metadata.authenticate(token: token) else {
+        let token = header.utf8.dropFirst(7).drop(while: { $0 == UInt8(ascii: " ") })
+        guard let key = metadata.authenticate(token: Substring(token)) else {
             throw APIError.unauthorized("unknown or revoked token")
         }
         guard key.scope.allows(required) else {

@@ -55,9 +55,7 @@ func makeLogger(level: String?, format: String?) -> Logger {
     let levelValue = Logger.Level(rawValue: level ?? environment("LOG_LEVEL") ?? "info") ?? .info
     let json = (format ?? environment("LOG_FORMAT")) == "json"
     LoggingSystem.bootstrap { label in
-        var handler: any LogHandler = json ? JSONLogHandler(label: label) : StreamLogHandler.standardError(label: label)
-        handler.logLevel = levelValue
-        return handler
+        LineLogHandler(label: label, format: json ? .json : .text, logLevel: levelValue)
     }
     return Logger(label: "tally")
 }

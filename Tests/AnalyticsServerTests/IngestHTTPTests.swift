@@ -184,7 +184,11 @@ import Testing
                 ([.authorization: "Basic abc"], 401, "unauthorized"),
                 ([.authorization: "Bearer tly_nope"], 401, "unauthorized"),
                 ([.authorization: "Bearer " + t.writeToken.dropLast() + "X"], 401, "unauthorized"),
+                ([.authorization: "Bearer"], 401, "unauthorized"),
+                ([.authorization: "Bearerx" + t.writeToken], 401, "unauthorized"),
                 (bearer(t.readToken), 403, "insufficient_scope"),
+                // The scheme is case-insensitive and spaces before the token are skipped.
+                ([.authorization: "bEARER   " + t.readToken], 403, "insufficient_scope"),
             ]
             for (headers, status, code) in cases {
                 try await client.execute(uri: "/api/v1/analytics/events", method: .post, headers: headers, body: event) { response in
@@ -193,6 +197,9 @@ import Testing
                     #expect(error.code == code)
                     if status == 401 { #expect(response.headers[.wwwAuthenticate] == "Bearer") }
                 }
+            }
+            try await client.execute(uri: "/api/v1/analytics/events", method: .post, headers: [.authorization: "BEARER " + t.writeToken], body: event) { response in
+                #expect(response.status == .ok)
             }
             // Admin tokens may ingest too.
             try await client.execute(uri: "/api/v1/analytics/events", method: .post, headers: bearer(t.adminToken), body: event) { response in
