@@ -178,8 +178,12 @@ extension ColumnStore {
         var part = RoundPart()
         var days = DayBuilders { day in Int(UInt32(bitPattern: day) % UInt32(workers)) == worker }
         var reader = LogReader(snapshot: snapshot, from: from)
-        while let (header, payload) = try reader.nextBatch() {
+        // A batch none of whose days fall to this worker is not decompressed: in a log
+        // written in time order most batches hold one day, so each is read by one worker.
+        let owned = { (header: BatchHeader) in days.acceptsSomeDay(from: header.minTimestamp, through: header.maxTimestamp) }
+        while let (header, payload) = try reader.nextBatch(decompressing: owned) {
             if header.firstSequence >= through { break }
+            guard let payload, owned(header) else { continue }
             try days.add(header, payload: payload, range: from..<through)
         }
         part.builders = days.builders

@@ -15,7 +15,19 @@ public struct DayBuilders {
         self.acceptsDay = acceptsDay
     }
 
+    /// Whether a batch whose events lie between these timestamps (its header's) can hold a
+    /// day this set builds; when not, its payload need not even be decompressed.
+    public func acceptsSomeDay(from minMicros: Int64, through maxMicros: Int64) -> Bool {
+        let first = BlockBuilder.day(ofMicros: minMicros)
+        let last = BlockBuilder.day(ofMicros: maxMicros)
+        guard first <= last, last - first < 64 else { return true }
+        return (first...last).contains(where: acceptsDay)
+    }
+
     /// Adds the records of one batch whose sequence numbers lie in `range`.
+    ///
+    /// Every record's timestamp must lie in the header's range: readers skip batches by
+    /// that range (`acceptsSomeDay`), so a header that misstated it would lose events.
     public mutating func add(_ header: BatchHeader, payload: [UInt8], range: Range<UInt64>) throws {
         try payload.withUnsafeBytes { bytes in
             var r = ByteReader(bytes)
@@ -25,6 +37,10 @@ public struct DayBuilders {
                     let ts = BlockBuilder.timestamp(ofRecordBody: body)
                 else { throw CompactionError.malformedBatch(first: header.firstSequence, reason: "record length runs past the payload") }
                 defer { sequence += 1 }
+                guard ts >= header.minTimestamp && ts <= header.maxTimestamp else {
+                    throw CompactionError.malformedBatch(
+                        first: header.firstSequence, reason: "an event's timestamp \(ts) lies outside the header's range")
+                }
                 guard range.contains(sequence) else { continue }
                 let day = BlockBuilder.day(ofMicros: ts)
                 if day != lastDay {
