@@ -310,6 +310,7 @@ struct MaintenanceService: Service {
     let server: TallyServer
 
     func run() async throws {
+        server.logs.openAllInBackground()
         server.compactor.start()
         let interval = server.configuration.maintenanceIntervalSeconds
         await cancelWhenGracefulShutdown {

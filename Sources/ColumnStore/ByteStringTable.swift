@@ -334,7 +334,4 @@ public struct ByteStringTable: Sendable {
         blob.removeAll(keepingCapacity: true)
         slots.withUnsafeMutableBytes { _ = $0.initializeMemory(as: UInt8.self, repeating: 0) }
     }
-
-    /// Bytes held by the strings, their offsets and the index.
-    public var memoryBytes: Int { blob.capacity + offsets.capacity * 4 + slots.capacity }
 }
