@@ -56,71 +56,150 @@ enum DerivedTables {
     /// One row per person (user id, else anonymous id): first and last seen, distinct
     /// sessions, events, messages, and each property's latest value.
     ///
-    /// State lives in flat arrays indexed by project person id. Rows come in person-then-time
-    /// order, so a person's session set is touched only when the session changes from the
-    /// row before, not once per event.
+    /// The blocks are folded on every core, each thread into a `PersonTotals` of its own,
+    /// and the totals merged. State lives in flat arrays indexed by project person id. Rows
+    /// come in person-then-time order, so a person's sessions are counted only when the
+    /// session changes from the row before, not once per event.
     static func users(_ scan: TableScan, _ context: ExecutionContext) throws -> [[SQLValue]] {
         let snapshot = context.snapshot
         let propertySlots = scan.used.filter { $0 >= scan.columns.count }.sorted()
-        let count = snapshot.people.count
-        var first = [Int64](repeating: .max, count: count)
-        var last = [Int64](repeating: .min, count: count)
-        var events = [Int64](repeating: 0, count: count)
-        var messages = [Int64](repeating: 0, count: count)
-        var sessions = [Set<Int64>](repeating: [], count: count)
-        /// Per used property slot and person: the latest value and its time.
-        var latest = [[(time: Int64, value: SQLValue)]](
-            repeating: [(time: Int64, value: SQLValue)](repeating: (.min, .null), count: propertySlots.isEmpty ? 0 : count), count: propertySlots.count)
-        let scanner = TableScanner(scan: scan, context: context)
-        for block in snapshot.blocks {
+        let blocks = snapshot.blocks
+        let parts = max(1, min(context.threads, blocks.count))
+        let scanner = ScanWork(scanner: TableScanner(scan: scan, context: context), filter: nil, aggregate: nil)
+        var partials = try parallelMap(parts, threads: parts) { part in
+            var totals = PersonTotals(people: snapshot.people.count, sessions: snapshot.sessions.count, properties: propertySlots.count)
+            for b in stride(from: part, to: blocks.count, by: parts) {
+                try totals.add(blocks[b], propertySlots: propertySlots, scanner.scanner)
+            }
+            return totals
+        }.map { try $0.get() }
+        var totals = partials.removeFirst()
+        for other in partials {
             try context.checkDeadline()
-            let columns = BlockColumns(block)
-            context.scanned(columns.rows)
-            let ts = try columns.timestamps()
-            let persons = try columns.persons()
-            var isMessage = [Bool](repeating: false, count: 1)
-            var names: CodeVector?
-            if let c = try columns.builtin("event_name"), case .codes(let codes, let dictionary) = c.values {
-                names = codes
-                isMessage = ConversationEngine.eventKinds(dictionary).map { $0 == 2 }
-            }
-            var sessionIds: [Int64]?
-            let sessionColumn = try columns.builtin("session_id")
-            if let sessionColumn, case .ints(let ids) = sessionColumn.values { sessionIds = ids }
-            let sources = try propertySlots.map { try scanner.source(slot: $0, columns, ts) }
-            var previous: (person: UInt32, session: Int64) = (noPerson, -1)
-            for r in 0..<columns.rows {
-                let p = Int(persons[r])
-                if p == Int(noPerson) { continue }
-                if r & 4095 == 0 { try context.checkDeadline() }
-                let t = ts[r]
-                first[p] = min(first[p], t)
-                last[p] = max(last[p], t)
-                events[p] += 1
-                if let names, isMessage[names[r]] { messages[p] += 1 }
-                if let sessionIds, sessionColumn!.isPresent(r), (UInt32(p), sessionIds[r]) != previous {
-                    previous = (UInt32(p), sessionIds[r])
-                    sessions[p].insert(sessionIds[r])
-                }
-                for (i, source) in sources.enumerated() where t >= latest[i][p].time {
-                    let v = scanner.value(source, r)
-                    if !v.isNull { latest[i][p] = (t, v) }
-                }
-            }
+            totals.merge(other)
         }
+        let sessionCounts = totals.distinctSessionsPerPerson()
         var rows: [[SQLValue]] = []
-        for p in 0..<count where events[p] > 0 {
+        for p in 0..<totals.events.count where totals.events[p] > 0 {
             var row = [SQLValue](repeating: .null, count: scan.width)
             row[0] = .string(snapshot.people.string(p))
-            row[1] = .timestamp(first[p])
-            row[2] = .timestamp(last[p])
-            row[3] = .int(Int64(sessions[p].count))
-            row[4] = .int(events[p])
-            row[5] = .int(messages[p])
-            for (i, slot) in propertySlots.enumerated() { row[slot] = latest[i][p].value }
+            row[1] = .timestamp(totals.first[p])
+            row[2] = .timestamp(totals.last[p])
+            row[3] = .int(sessionCounts[p])
+            row[4] = .int(totals.events[p])
+            row[5] = .int(totals.messages[p])
+            for (i, slot) in propertySlots.enumerated() { row[slot] = totals.latest[i][p].value }
             rows.append(row)
             if rows.count & 4095 == 0 { try context.charge(4096 * ExecutionContext.size(row)) }
         }
         return rows
+    }
+}
+
+/// The `users` table's per-person state over some blocks.
+///
+/// Distinct sessions: nearly every session belongs to one person, so the first person seen
+/// with a session owns it (one `UInt32` per project session); a session seen with another
+/// person too goes to a list of (person, session) pairs, deduplicated at the end. A set of
+/// sessions per person took about 0.3 GB and most of the time at 100 M events.
+struct PersonTotals {
+    static let noOwner = UInt32.max
+    var first: [Int64]
+    var last: [Int64]
+    var events: [Int64]
+    var messages: [Int64]
+    var owner: [UInt32]
+    var sharedSessions: [UInt64] = []
+    /// Per used property slot and person: the latest value and its time.
+    var latest: [[(time: Int64, value: SQLValue)]]
+
+    init(people: Int, sessions: Int, properties: Int) {
+        first = [Int64](repeating: .max, count: people)
+        last = [Int64](repeating: .min, count: people)
+        events = [Int64](repeating: 0, count: people)
+        messages = [Int64](repeating: 0, count: people)
+        owner = [UInt32](repeating: Self.noOwner, count: sessions)
+        latest = [[(time: Int64, value: SQLValue)]](
+            repeating: [(time: Int64, value: SQLValue)](repeating: (.min, .null), count: properties == 0 ? 0 : people), count: properties)
+    }
+
+    mutating func add(_ block: BlockFile, propertySlots: [Int], _ scanner: TableScanner) throws {
+        let context = scanner.context
+        try context.checkDeadline()
+        let columns = BlockColumns(block)
+        context.scanned(columns.rows)
+        let ts = try columns.timestamps()
+        let persons = try columns.persons()
+        var isMessage = [Bool](repeating: false, count: 1)
+        var names: CodeVector?
+        if let c = try columns.builtin("event_name"), case .codes(let codes, let dictionary) = c.values {
+            names = codes
+            isMessage = ConversationEngine.eventKinds(dictionary).map { $0 == 2 }
+        }
+        var sessionIds: [Int64]?
+        let sessionColumn = try columns.builtin("session_id")
+        if let sessionColumn, case .ints(let ids) = sessionColumn.values { sessionIds = ids }
+        let sources = try propertySlots.map { try scanner.source(slot: $0, columns, ts) }
+        var previous: (person: UInt32, session: Int64) = (noPerson, -1)
+        for r in 0..<columns.rows {
+            let p = Int(persons[r])
+            if p == Int(noPerson) { continue }
+            if r & 4095 == 0 { try context.checkDeadline() }
+            let t = ts[r]
+            first[p] = min(first[p], t)
+            last[p] = max(last[p], t)
+            events[p] += 1
+            if let names, isMessage[names[r]] { messages[p] += 1 }
+            if let sessionIds, sessionColumn!.isPresent(r), (UInt32(p), sessionIds[r]) != previous {
+                let session = sessionIds[r]
+                previous = (UInt32(p), session)
+                guard session >= 0 && session < owner.count else {
+                    throw BlockFormatError.badChunk(
+                        column: "session_id", chunk: .values, reason: "id \(session) lies outside the project's \(owner.count) sessions")
+                }
+                let o = owner[Int(session)]
+                if o == Self.noOwner {
+                    owner[Int(session)] = UInt32(p)
+                } else if o != UInt32(p) {
+                    sharedSessions.append(UInt64(p) << 32 | UInt64(session))
+                }
+            }
+            for (i, source) in sources.enumerated() where t >= latest[i][p].time {
+                let v = scanner.value(source, r)
+                if !v.isNull { latest[i][p] = (t, v) }
+            }
+        }
+    }
+
+    mutating func merge(_ other: PersonTotals) {
+        for p in events.indices where other.events[p] > 0 {
+            first[p] = min(first[p], other.first[p])
+            last[p] = max(last[p], other.last[p])
+            events[p] += other.events[p]
+            messages[p] += other.messages[p]
+            for i in latest.indices where other.latest[i][p].time > latest[i][p].time && !other.latest[i][p].value.isNull {
+                latest[i][p] = other.latest[i][p]
+            }
+        }
+        for s in owner.indices where other.owner[s] != Self.noOwner {
+            if owner[s] == Self.noOwner {
+                owner[s] = other.owner[s]
+            } else if owner[s] != other.owner[s] {
+                sharedSessions.append(UInt64(other.owner[s]) << 32 | UInt64(s))
+            }
+        }
+        sharedSessions += other.sharedSessions
+    }
+
+    /// Each person's owned sessions plus the distinct shared pairs not already owned.
+    func distinctSessionsPerPerson() -> [Int64] {
+        var counts = [Int64](repeating: 0, count: events.count)
+        for o in owner where o != Self.noOwner { counts[Int(o)] += 1 }
+        let pairs = sharedSessions.sorted()
+        for (i, pair) in pairs.enumerated() where i == 0 || pair != pairs[i - 1] {
+            let person = UInt32(pair >> 32)
+            if owner[Int(pair & 0xFFFF_FFFF)] != person { counts[Int(person)] += 1 }
+        }
+        return counts
     }
 }

@@ -68,7 +68,7 @@ func conversationEvents() -> [Event] {
     }
 
     /// Every column of the `users` table against the events, person by person: sessions
-    /// interleave within a person, cross blocks and the log tail.
+    /// interleave within a person, cross blocks and the log tail, and a few are shared.
     @Test func usersTableAgreesWithTheEvents() async throws {
         var rng = SeededRandom(seed: 31)
         var events: [Event] = []
@@ -78,6 +78,8 @@ func conversationEvents() -> [Event] {
             let person = Int.random(in: 0..<30, using: &rng)
             if person % 5 == 0 { e.anonymousId = "anon\(person)" } else { e.userId = "u\(person)" }
             if Int.random(in: 0..<4, using: &rng) != 0 { e.sessionId = "s\(person * 3 + Int.random(in: 0..<4, using: &rng))" }
+            // A few sessions are shared by several people (an anonymous visitor who signs in).
+            if Int.random(in: 0..<10, using: &rng) == 0 { e.sessionId = "shared\(Int.random(in: 0..<5, using: &rng))" }
             if Bool.random(using: &rng) { e.properties.append(Property("plan", .string(["free", "pro"].randomElement(using: &rng)!))) }
             events.append(e)
         }
