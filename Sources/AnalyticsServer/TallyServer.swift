@@ -78,7 +78,9 @@ public final class TallyServer: Sendable {
 
     /// The key behind the request's bearer token, if it may do what `scope` covers.
     func authorize(_ request: Request, scope required: Scope) throws -> APIKey {
-        guard let header = request.headers[.authorization] else {
+        // The first Authorization field (it is a singleton field); the subscript getter
+        // would join every field of the name into a new string, on every request.
+        guard let header = request.headers.first(where: { $0.name == .authorization })?.value else {
             throw APIError.unauthorized("missing Authorization header; send \"Authorization: Bearer <token>\"")
         }
         // The scheme is case-insensitive (RFC 9110 §11.1); compared byte by byte because this
@@ -251,15 +253,22 @@ public final class TallyServer: Sendable {
     }
 
     static func json(_ text: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
-        var headers = headers
-        headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: text)))
+        Response(status: status, headers: jsonHeaders(headers), body: .init(byteBuffer: ByteBuffer(string: text)))
     }
 
     static func json(_ out: OutputBuffer, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
+        Response(status: status, headers: jsonHeaders(headers), body: .init(byteBuffer: ByteBuffer(bytes: out.bytes)))
+    }
+
+    private static let jsonContentType: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+
+    /// `headers` plus the JSON content type. Most responses have no other headers: they
+    /// share one prebuilt set instead of building one per request.
+    private static func jsonHeaders(_ headers: HTTPFields) -> HTTPFields {
+        guard !headers.isEmpty else { return jsonContentType }
         var headers = headers
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.bytes)))
+        return headers
     }
 }
 
