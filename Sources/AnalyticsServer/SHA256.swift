@@ -2,7 +2,7 @@
 ///
 /// Implemented here rather than pulling in swift-crypto, whose BoringSSL build would add
 /// minutes to every clean build for one hash function. Tested against the NIST vectors.
-enum SHA256 {
+package enum SHA256 {
     private static let k: [UInt32] = [
         0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4, 0xab1c5ed5,
         0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe, 0x9bdc06a7, 0xc19bf174,
@@ -14,7 +14,7 @@ enum SHA256 {
         0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7, 0xc67178f2,
     ]
 
-    static func hash(_ message: [UInt8]) -> [UInt8] {
+    package static func hash(_ message: [UInt8]) -> [UInt8] {
         // Runs on every authenticated request: no allocation but the result.
         withUnsafeTemporaryAllocation(of: UInt32.self, capacity: 72) { scratch in
             let h = UnsafeMutableBufferPointer(rebasing: scratch[0..<8])
@@ -68,13 +68,13 @@ enum SHA256 {
         h[4] &+= e; h[5] &+= f; h[6] &+= g; h[7] &+= hh
     }
 
-    static func hash(_ string: String) -> [UInt8] { hash(Array(string.utf8)) }
+    package static func hash(_ string: String) -> [UInt8] { hash(Array(string.utf8)) }
 
     @inline(__always) private static func rotr(_ x: UInt32, _ n: UInt32) -> UInt32 { (x >> n) | (x << (32 - n)) }
 }
 
 /// Compares two byte strings in time that depends only on their lengths.
-func constantTimeEquals<A: RandomAccessCollection<UInt8>, B: RandomAccessCollection<UInt8>>(_ a: A, _ b: B) -> Bool
+package func constantTimeEquals<A: RandomAccessCollection<UInt8>, B: RandomAccessCollection<UInt8>>(_ a: A, _ b: B) -> Bool
 where A.Index == Int, B.Index == Int {
     guard a.count == b.count else { return false }
     var diff: UInt8 = 0

@@ -14,7 +14,7 @@ public struct IdempotencyKey: Hashable, Sendable {
         self = id.withUTF8 { IdempotencyKey(UnsafeRawBufferPointer($0)) }
     }
 
-    init(high: UInt64, low: UInt64) {
+    package init(high: UInt64, low: UInt64) {
         self.high = high
         self.low = low
     }
@@ -47,6 +47,11 @@ public final class IdempotencyIndex: Sendable {
         public var timestamp: Int64
         /// Receive time in seconds since the epoch, for expiry.
         public var receivedSecond: UInt32
+
+        package init(timestamp: Int64, receivedSecond: UInt32) {
+            self.timestamp = timestamp
+            self.receivedSecond = receivedSecond
+        }
     }
 
     /// A write in flight that other requests with the same id wait for.
@@ -118,7 +123,7 @@ public final class IdempotencyIndex: Sendable {
         }
     }
 
-    func markReady() {
+    package func markReady() {
         let waiters = readiness.withLock { r in
             r.ready = true
             defer { r.waiters = [] }
@@ -133,7 +138,7 @@ public final class IdempotencyIndex: Sendable {
 
     /// Inserts the packed entries of a snapshot file (see `IdempotencySnapshots`): key high,
     /// key low, then `timestampOffset` bytes in the timestamp and the receive second.
-    func restoreSnapshot(_ packed: UnsafeRawBufferPointer, count: Int, entrySize: Int, timestampOffset: Int, cutoff: UInt32) {
+    package func restoreSnapshot(_ packed: UnsafeRawBufferPointer, count: Int, entrySize: Int, timestampOffset: Int, cutoff: UInt32) {
         state.withLock { s in
             for i in 0..<count {
                 let at = i * entrySize

@@ -22,7 +22,7 @@ import Synchronization
 ///
 /// On open the files are loaded and the log is replayed from the end of the newest one, so
 /// startup reads the snapshots plus a short tail rather than the whole log.
-enum IdempotencySnapshots {
+package enum IdempotencySnapshots {
     static let directoryName = "idempotency"
     static let magic: UInt32 = 0x5844_4954  // "TIDX"
     static let headerSize = 40
@@ -58,7 +58,7 @@ enum IdempotencySnapshots {
         SegmentName.fileName(firstSequence: from).dropLast(4) + "-" + SegmentName.fileName(firstSequence: through).dropLast(4) + ".idx"
     }
 
-    static func encode(_ entries: [(IdempotencyKey, IdempotencyIndex.Entry)], from: UInt64, through: UInt64) -> OutputBuffer {
+    package static func encode(_ entries: [(IdempotencyKey, IdempotencyIndex.Entry)], from: UInt64, through: UInt64) -> OutputBuffer {
         encode(count: entries.count, from: from, through: through) { append in
             for (key, entry) in entries { append(key, entry) }
         }
@@ -92,16 +92,16 @@ enum IdempotencySnapshots {
         return out
     }
 
-    struct Decoded {
-        var from: UInt64
-        var through: UInt64
-        var newestSecond: UInt32
-        var count: Int
+    package struct Decoded {
+        package var from: UInt64
+        package var through: UInt64
+        package var newestSecond: UInt32
+        package var count: Int
     }
 
     /// Checks a snapshot file and hands each entry to `restore`. Returns nil, having restored
     /// nothing, when the file is damaged.
-    static func decode(_ bytes: [UInt8], restore: (_ entries: UnsafeRawBufferPointer, _ count: Int, _ layout: (entrySize: Int, timestampOffset: Int)) -> Void) -> Decoded? {
+    package static func decode(_ bytes: [UInt8], restore: (_ entries: UnsafeRawBufferPointer, _ count: Int, _ layout: (entrySize: Int, timestampOffset: Int)) -> Void) -> Decoded? {
         bytes.withUnsafeBytes { raw -> Decoded? in
             guard raw.count >= headerSize + 4 else { return nil }
             let stored = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: raw.count - 4, as: UInt32.self))

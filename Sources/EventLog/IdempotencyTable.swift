@@ -7,7 +7,7 @@
 /// count (not a power of two) and filled to at most 80%, so 5 M ids take about 200 MB rather
 /// than the 330 MB a `Dictionary` of the same entries holds. Expiry removes entries in place,
 /// without a second table.
-struct IdempotencyTable {
+package struct IdempotencyTable {
     struct Slot {
         var high: UInt64
         var low: UInt64
@@ -17,9 +17,9 @@ struct IdempotencyTable {
     }
 
     private var slots: [Slot]
-    private(set) var count = 0
+    package private(set) var count = 0
 
-    init(capacity: Int = 0) {
+    package init(capacity: Int = 0) {
         slots = [Slot](repeating: Slot(high: 0, low: 0, timestamp: 0, second: 0), count: Self.slotCount(for: capacity))
     }
 
@@ -46,14 +46,14 @@ struct IdempotencyTable {
         }
     }
 
-    func find(_ key: IdempotencyKey) -> IdempotencyIndex.Entry? {
+    package func find(_ key: IdempotencyKey) -> IdempotencyIndex.Entry? {
         let (found, slot) = probe(key)
         guard found else { return nil }
         return IdempotencyIndex.Entry(timestamp: slots[slot].timestamp, receivedSecond: slots[slot].second)
     }
 
     /// Adds `key`, or replaces its entry.
-    mutating func insert(_ key: IdempotencyKey, _ entry: IdempotencyIndex.Entry) {
+    package mutating func insert(_ key: IdempotencyKey, _ entry: IdempotencyIndex.Entry) {
         let (found, slot) = probe(key)
         slots[slot] = Slot(high: key.high, low: key.low, timestamp: entry.timestamp, second: max(1, entry.receivedSecond))
         guard !found else { return }
@@ -92,7 +92,7 @@ struct IdempotencyTable {
     /// order, starting after a slot that was already empty (so no probe run wraps past the
     /// start), and each entry moves to the first empty slot between its home and where it
     /// is.
-    mutating func removeAll(receivedBefore cutoff: UInt32) -> UInt32 {
+    package mutating func removeAll(receivedBefore cutoff: UInt32) -> UInt32 {
         let n = slots.count
         var oldest = UInt32.max
         var removed = 0
@@ -130,7 +130,7 @@ struct IdempotencyTable {
     }
 
     /// Calls `body` with every entry, in slot order.
-    func forEach(_ body: (IdempotencyKey, IdempotencyIndex.Entry) -> Void) {
+    package func forEach(_ body: (IdempotencyKey, IdempotencyIndex.Entry) -> Void) {
         for slot in slots where slot.second != 0 {
             body(IdempotencyKey(high: slot.high, low: slot.low), IdempotencyIndex.Entry(timestamp: slot.timestamp, receivedSecond: slot.second))
         }

@@ -1,4 +1,4 @@
-import ColumnStore
+package import ColumnStore
 import Foundation
 import Synchronization
 
@@ -12,7 +12,7 @@ public final class ColumnCache: @unchecked Sendable {
     // Unchecked: every access to the mutable state holds `lock`.
     public static let shared = ColumnCache(budgetBytes: 512 << 20)
 
-    enum Value {
+    package enum Value {
         case column(DecodedColumn?)
         case persons([UInt32])
     }
@@ -43,7 +43,7 @@ public final class ColumnCache: @unchecked Sendable {
         }
     }
 
-    func get(_ key: String) -> Value? {
+    package func get(_ key: String) -> Value? {
         lock.lock()
         defer { lock.unlock() }
         guard var entry = entries[key] else { return nil }
@@ -53,7 +53,7 @@ public final class ColumnCache: @unchecked Sendable {
         return entry.value
     }
 
-    func put(_ key: String, _ value: Value, bytes size: Int) {
+    package func put(_ key: String, _ value: Value, bytes size: Int) {
         guard size <= budgetBytes / 4 else { return }
         lock.lock()
         defer { lock.unlock() }

@@ -1,4 +1,4 @@
-@testable import AnalyticsServer
+import AnalyticsServer
 import Foundation
 import Testing
 

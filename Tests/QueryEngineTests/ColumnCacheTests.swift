@@ -1,4 +1,4 @@
-@testable import QueryEngine
+import QueryEngine
 import Testing
 
 @Suite struct ColumnCacheTests {
