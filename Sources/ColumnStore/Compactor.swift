@@ -183,7 +183,7 @@ extension ColumnStore {
         let owned = { (header: BatchHeader) in days.acceptsSomeDay(from: header.minTimestamp, through: header.maxTimestamp) }
         while let (header, payload) = try reader.nextBatch(decompressing: owned) {
             if header.firstSequence >= through { break }
-            guard let payload, owned(header) else { continue }
+            guard let payload else { continue }
             try days.add(header, payload: payload, range: from..<through)
         }
         part.builders = days.builders
