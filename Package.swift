@@ -33,6 +33,8 @@ let package = Package(
         // Thin shims over the system's C libraries (Debian: liblz4-dev, libzstd-dev, libsimdjson-dev).
         .systemLibrary(name: "CLZ4", pkgConfig: "liblz4", providers: [.apt(["liblz4-dev"])]),
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
+        // CRC-32C on the CPU's instruction, chosen at run time.
+        .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "CSimdJSON",
             cxxSettings: [.unsafeFlags(["-O3", "-std=c++17"])],
@@ -42,7 +44,7 @@ let package = Package(
         .target(
             name: "EventLog",
             dependencies: [
-                "CLZ4", "CZstd", "CSimdJSON",
+                "CLZ4", "CZstd", "CSimdJSON", "CCRC32C",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: swiftSettings

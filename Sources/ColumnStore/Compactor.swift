@@ -210,28 +210,47 @@ extension ColumnStore {
 
     /// Resolves, encodes and writes the day builders on `options.threads` threads.
     ///
-    /// Project ids are assigned in builder order under a turn (deterministic ids, and the
-    /// dictionaries are only ever touched by one thread); each worker resolves its builder
-    /// when its turn comes, then encodes and writes it while the next one resolves.
+    /// Project ids are assigned by one resolver thread, in builder order (deterministic ids,
+    /// and the dictionaries are only ever touched by one thread). It runs ahead of the
+    /// encoders, which wait only for their own builder's ids, and once all are assigned it
+    /// persists the dictionaries while the encoders are still busy: the serial part of a
+    /// round hides behind the parallel one instead of following it.
     private func finishInParallel(
         _ builders: inout [BlockBuilder], codecs: [Codec], names: [String], options: CompactionOptions, faults: FaultInjector?
     ) throws -> [BlockEntry] {
         let count = builders.count
         let dictionaries = self.dictionaries
-        let turn = ResolutionTurn()
+        let resolved = ResolvedIds(count: count)
         return try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedBuilders(builders: buffer.baseAddress!)
-            return try parallelMap(count, threads: options.threads) { i in
-                let (users, sessions) = try turn.take(i) {
-                    try shared.builders[i].resolveGlobalIds(dictionaries)
-                    return (UInt32(dictionaries.users.count), UInt32(dictionaries.sessions.count))
+            let resolver = Thread {
+                do {
+                    for i in 0..<count {
+                        try shared.builders[i].resolveGlobalIds(dictionaries)
+                        resolved.publish(i, users: UInt32(dictionaries.users.count), sessions: UInt32(dictionaries.sessions.count))
+                    }
+                    try faults?.check("persist dictionaries")
+                    try dictionaries.users.persist()
+                    try dictionaries.sessions.persist()
+                    resolved.finish(nil)
+                } catch {
+                    resolved.finish(error)
                 }
+            }
+            resolver.stackSize = 8 << 20
+            resolver.start()
+            let entries = parallelMap(count, threads: options.threads) { i in
+                let (users, sessions) = try resolved.wait(for: i)
                 let codec = codecs[i]
                 let (bytes, footer) = try shared.builders[i].finish(
                     codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions)
                 try self.writeBlockFile(bytes.bytes, name: names[i], faults: faults)
                 return self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec)
-            }.map { try $0.get() }
+            }
+            // The resolver touches the builders and dictionaries until it finishes: wait for
+            // it whatever happened to the encoders.
+            try resolved.waitUntilFinished()
+            return try entries.map { try $0.get() }
         }
     }
 
@@ -297,11 +316,9 @@ extension ColumnStore {
         replacing replaced: [BlockEntry], adding added: [BlockEntry], compactedThrough: UInt64, generation: UInt64,
         base: Manifest, faults: FaultInjector?
     ) throws {
+        // The dictionaries were persisted by `finishInParallel`.
         try faults?.check("fsync block directory")
         try FileIO.fsyncDirectory(directory)
-        try faults?.check("persist dictionaries")
-        try dictionaries.users.persist()
-        try dictionaries.sessions.persist()
 
         var next = base
         let gone = Set(replaced.map(\.name))
@@ -346,32 +363,62 @@ extension ColumnStore {
 
 public enum CompactionError: Error, CustomStringConvertible {
     case malformedBatch(first: UInt64, reason: String)
+    case resolverStopped
 
     public var description: String {
         switch self {
         case .malformedBatch(let first, let reason): "log batch at sequence \(first) is malformed: \(reason)"
+        case .resolverStopped: "the id resolver stopped before assigning a block's ids"
         }
     }
 }
 
-/// Hands the project dictionaries to compaction workers one builder at a time, in builder
-/// order.
-private final class ResolutionTurn: @unchecked Sendable {
-    // Unchecked: `next` is only touched under `condition`.
+/// The dictionary sizes after each builder's ids were assigned, handed from the resolver
+/// thread of `finishInParallel` to the encoders.
+private final class ResolvedIds: @unchecked Sendable {
+    // Unchecked: every field is only touched under `condition`.
     private let condition = NSCondition()
-    private var next = 0
+    private var sizes: [(users: UInt32, sessions: UInt32)?]
+    private var finished = false
+    private var failure: (any Error)?
 
-    /// Waits until builder `index`'s turn, runs `body`, and passes the turn on (also when
-    /// `body` throws, so that no worker waits forever).
-    func take<T>(_ index: Int, _ body: () throws -> T) throws -> T {
+    init(count: Int) {
+        sizes = Array(repeating: nil, count: count)
+    }
+
+    func publish(_ index: Int, users: UInt32, sessions: UInt32) {
         condition.lock()
-        defer {
-            next = index + 1
-            condition.broadcast()
-            condition.unlock()
+        sizes[index] = (users, sessions)
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Marks the resolver done, with the error that stopped it if any.
+    func finish(_ error: (any Error)?) {
+        condition.lock()
+        finished = true
+        failure = error
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The dictionary sizes once builder `index` is resolved; throws the resolver's error if
+    /// it stopped first.
+    func wait(for index: Int) throws -> (users: UInt32, sessions: UInt32) {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if let size = sizes[index] { return size }
+            if finished { throw failure ?? CompactionError.resolverStopped }
+            condition.wait()
         }
-        while next != index { condition.wait() }
-        return try body()
+    }
+
+    func waitUntilFinished() throws {
+        condition.lock()
+        defer { condition.unlock() }
+        while !finished { condition.wait() }
+        if let failure { throw failure }
     }
 }
 

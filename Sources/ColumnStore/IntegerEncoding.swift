@@ -257,9 +257,11 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
         let n = values.count
         let offsets = UnsafeMutablePointer<UInt64>.allocate(capacity: miniBlock)
         let packed = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64 + 1)
-        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 65)
+        let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 4 * 65)
         let present = UnsafeMutablePointer<Int>.allocate(capacity: 65)
+        let exceptionIndex = UnsafeMutablePointer<Int>.allocate(capacity: miniBlock)
         defer {
+            exceptionIndex.deallocate()
             offsets.deallocate()
             packed.deallocate()
             lengths.deallocate()
@@ -280,8 +282,22 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
             let longest = 64 - all.leadingZeroBitCount
             var bestWidth = longest
             if longest > 0 {
-                lengths.update(repeating: 0, count: longest + 1)
-                for i in 0..<m { lengths[64 - offsets[i].leadingZeroBitCount] += 1 }
+                // Four interleaved histograms: runs of one length would otherwise chain every
+                // increment on the store of the one before.
+                lengths.update(repeating: 0, count: 4 * 65)
+                var i = 0
+                while i + 4 <= m {
+                    lengths[64 - offsets[i].leadingZeroBitCount] += 1
+                    lengths[65 + 64 - offsets[i + 1].leadingZeroBitCount] += 1
+                    lengths[130 + 64 - offsets[i + 2].leadingZeroBitCount] += 1
+                    lengths[195 + 64 - offsets[i + 3].leadingZeroBitCount] += 1
+                    i += 4
+                }
+                while i < m {
+                    lengths[64 - offsets[i].leadingZeroBitCount] += 1
+                    i += 1
+                }
+                for l in 0...longest { lengths[l] += lengths[65 + l] + lengths[130 + l] + lengths[195 + l] }
                 var presentCount = 0
                 for l in 1...longest where lengths[l] > 0 {
                     present[presentCount] = l
@@ -310,34 +326,46 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
             out.append(byte: UInt8(bestWidth))
             var exceptions = 0
             if bestWidth < longest {
-                for i in 0..<m where offsets[i] >> UInt64(bestWidth) != 0 { exceptions += 1 }
+                for l in (bestWidth + 1)...longest { exceptions += lengths[l] }
             }
             out.append(byte: UInt8(exceptions))
-            // Pack 128 slots (a short last block is padded with zeros) into 2 × width words.
-            let words = 2 * bestWidth
-            if words > 0 {
-                packed.update(repeating: 0, count: words + 1)
+            // Pack 128 slots (a short last block is padded with zeros) into 2 × width words,
+            // through a register: a read-modify-write of two words per value stalls on the
+            // store of the value before.
+            if bestWidth > 0 {
+                for i in m..<miniBlock { offsets[i] = 0 }
                 let lowMask: UInt64 = bestWidth == 64 ? .max : (1 << UInt64(bestWidth)) &- 1
-                var bit = 0
-                for i in 0..<m {
+                var word: UInt64 = 0
+                var filled = 0
+                var w = 0
+                for i in 0..<miniBlock {
                     let value = offsets[i] & lowMask
-                    let word = bit >> 6
-                    let shift = UInt64(bit & 63)
-                    packed[word] |= value << shift
-                    // The spill into the next word; `packed` has one spare word for the last.
-                    packed[word + 1] |= shift == 0 ? 0 : value >> (64 - shift)
-                    bit += bestWidth
+                    word |= value &<< UInt64(filled)
+                    filled += bestWidth
+                    if filled >= 64 {
+                        packed[w] = word
+                        w += 1
+                        filled -= 64
+                        word = filled == 0 ? 0 : value &>> UInt64(bestWidth - filled)
+                    }
                 }
-                out.reserve(words * 8)
-                for w in 0..<words { out.append(littleEndian: packed[w]) }
+                out.reserve(w * 8)
+                for i in 0..<w { out.append(littleEndian: packed[i]) }
             }
             if exceptions > 0 {
+                // Collected without a branch per slot (whether a slot is an exception is
+                // unpredictable), then written.
+                var found = 0
+                let shift = UInt64(bestWidth)
                 for i in 0..<m {
-                    let high = offsets[i] >> UInt64(bestWidth)
-                    if high != 0 {
-                        out.append(byte: UInt8(i))
-                        out.append(varint: high)
-                    }
+                    let high = offsets[i] &>> shift
+                    exceptionIndex[found] = i
+                    found += high != 0 ? 1 : 0
+                }
+                for k in 0..<found {
+                    let i = exceptionIndex[k]
+                    out.append(byte: UInt8(i))
+                    out.append(varint: offsets[i] &>> shift)
                 }
             }
             start += m

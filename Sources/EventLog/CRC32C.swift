@@ -1,10 +1,15 @@
+internal import CCRC32C
+
 /// CRC-32C (Castagnoli), the checksum of every batch frame and segment header.
 ///
 /// Castagnoli rather than the zlib polynomial because it detects more error patterns in the
-/// frame sizes we write, and because it is what other logs (Kafka, ext4, iSCSI) use, so tools
-/// can cross-check. Slicing-by-8 runs at a few GB/s in Swift, well above the compressed ingest
-/// rate it has to keep up with.
+/// frame sizes we write, because it is what other logs (Kafka, ext4, iSCSI) use, so tools can
+/// cross-check, and because x86-64 (SSE 4.2) and ARMv8 compute it in one instruction. With
+/// that instruction it runs at about 8 GB/s here; the slicing-by-8 fallback at about 1 GB/s
+/// was 4% of compaction's CPU, which checks every batch it reads.
 public enum CRC32C {
+    static let hardware = tally_crc32c_hardware_available() != 0
+
     /// Eight 256-entry tables for slicing-by-8, laid out one after another.
     static let tables: [UInt32] = {
         var table = [UInt32](repeating: 0, count: 8 * 256)
@@ -25,6 +30,14 @@ public enum CRC32C {
     /// The checksum of `bytes`, continuing from `crc` (pass the previous result to checksum
     /// data in pieces).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard hardware else { return softwareChecksum(bytes, continuing: crc) }
+        guard let base = bytes.baseAddress else { return crc }
+        return tally_crc32c_hardware(crc, base, bytes.count)
+    }
+
+    /// The table-driven checksum, for CPUs without the instruction (and to test one against
+    /// the other).
+    package static func softwareChecksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         tables.withUnsafeBufferPointer { t in
             var c = ~crc
             var p = bytes.baseAddress

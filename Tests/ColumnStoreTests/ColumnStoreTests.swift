@@ -111,6 +111,11 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
             (0..<777).map { _ in Int64.random(in: .min ... .max, using: &rng) },
             (0..<300).map { _ in Int64.random(in: 0..<16, using: &rng) },
             (0..<500).map { i in i % 50 == 0 ? Int64.random(in: .min ... .max, using: &rng) : Int64(i) },
+            // Every bit width from 0 to 64, one mini-block each, and a short last block.
+            (0..<(128 * 65 + 37)).map { i in
+                let width = UInt64(i / 128 % 65)
+                return Int64(bitPattern: width == 64 ? rng.next() : rng.next() & ((1 << width) - 1))
+            },
         ]
         for values in cases {
             let out = OutputBuffer()

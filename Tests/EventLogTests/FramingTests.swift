@@ -17,6 +17,22 @@ import Testing
         #expect(whole == part)
     }
 
+    /// The CPU-instruction path and the table path agree for every length and alignment
+    /// around the 8-byte steps, and for a continued checksum.
+    @Test func crc32cHardwareAgreesWithTables() {
+        var rng = SeededRandom(seed: 32)
+        let bytes = (0..<300).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes.withUnsafeBytes { p in
+            for start in 0..<9 {
+                for end in stride(from: start, through: p.count, by: 7) {
+                    let slice = UnsafeRawBufferPointer(rebasing: p[start..<end])
+                    #expect(CRC32C.checksum(slice) == CRC32C.softwareChecksum(slice), "bytes \(start)..<\(end)")
+                    #expect(CRC32C.checksum(slice, continuing: 0x1234_5678) == CRC32C.softwareChecksum(slice, continuing: 0x1234_5678))
+                }
+            }
+        }
+    }
+
     @Test(arguments: Codec.allCases)
     func codecsRoundTrip(codec: Codec) throws {
         var rng = SeededRandom(seed: 7)
