@@ -65,10 +65,15 @@ public struct BlockBuilder {
     let keyLastRow = ColumnBuffer<Int32>(capacity: 32)
     let keyLastEntry = ColumnBuffer<Int32>(capacity: 32)
     var properties: [PropertyColumnBuilder] = []
-    /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`.
+    /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`, each a
+    /// column slot (low half) and the value's index in that column (high half). One word
+    /// rather than two arrays: `finish` reads them in output order, which is random, and one
+    /// cache miss per row beats two.
     let entryStart = ColumnBuffer<UInt32>([0])
-    let entryColumn = ColumnBuffer<UInt32>(capacity: 65_536)
-    let entryValue = ColumnBuffer<UInt32>(capacity: 65_536)
+    let entries = ColumnBuffer<UInt64>(capacity: 65_536)
+
+    @inline(__always)
+    static func entry(column: Int, value: UInt32) -> UInt64 { UInt64(UInt32(column)) | UInt64(value) << 32 }
 
     static let none = UInt32.max
 
@@ -171,18 +176,15 @@ public struct BlockBuilder {
             }
             // A key repeated within one event: the last value wins, as in JavaScript.
             if keyLastRow[keyId] == Int32(row) {
-                let entry = Int(keyLastEntry[keyId])
-                entryColumn[entry] = UInt32(slot)
-                entryValue[entry] = valueIndex
+                entries[Int(keyLastEntry[keyId])] = Self.entry(column: slot, value: valueIndex)
             } else {
                 keyLastRow[keyId] = Int32(row)
-                keyLastEntry[keyId] = Int32(entryColumn.count)
-                entryColumn.append(UInt32(slot))
-                entryValue.append(valueIndex)
+                keyLastEntry[keyId] = Int32(entries.count)
+                entries.append(Self.entry(column: slot, value: valueIndex))
             }
         }
         guard r.isAtEnd else { throw fail("\(r.remaining) trailing bytes in record") }
-        entryStart.append(UInt32(entryColumn.count))
+        entryStart.append(UInt32(entries.count))
         rows += 1
     }
 
@@ -323,10 +325,9 @@ public struct BlockBuilder {
                     t.codes.append(source.codeMap[codes[row]])
                     valueIndex = UInt32(t.codes.count - 1)
                 }
-                entryColumn.append(UInt32(slotOfKeyKind[t.keyId * 8 + Int(t.kind.rawValue)]))
-                entryValue.append(valueIndex)
+                entries.append(Self.entry(column: Int(slotOfKeyKind[t.keyId * 8 + Int(t.kind.rawValue)]), value: valueIndex))
             }
-            entryStart.append(UInt32(entryColumn.count))
+            entryStart.append(UInt32(entries.count))
             rows += 1
         }
     }
@@ -438,27 +439,30 @@ public struct BlockBuilder {
         // Properties: count each column's entries, then walk rows in output order and deal
         // each entry to its column's stretch of two shared arrays.
         let columnCount = properties.count
-        let entries = entryColumn.count
+        let entryCount = entries.count
         var stretchStart = [Int](repeating: 0, count: columnCount + 1)
-        for e in 0..<entries { stretchStart[Int(entryColumn.base[e]) + 1] += 1 }
+        for e in 0..<entryCount { stretchStart[Int(UInt32(truncatingIfNeeded: entries.base[e])) + 1] += 1 }
         for c in 0..<columnCount { stretchStart[c + 1] += stretchStart[c] }
-        var dealtRows = [UInt32](repeating: 0, count: entries)
-        var dealtValues = [UInt32](repeating: 0, count: entries)
-        var cursor = stretchStart
+        var dealtRows = [UInt32](repeating: 0, count: entryCount)
+        var dealtValues = [UInt32](repeating: 0, count: entryCount)
+        var cursors = stretchStart
         order.withUnsafeBufferPointer { o in
             dealtRows.withUnsafeMutableBufferPointer { rowsOut in
                 dealtValues.withUnsafeMutableBufferPointer { valuesOut in
-                    let starts = entryStart.base, columns = entryColumn.base, values = entryValue.base
+                  cursors.withUnsafeMutableBufferPointer { cursor in
+                    let starts = entryStart.base, packed = entries.base
                     for r in 0..<n {
                         let old = Int(o[r])
                         for e in Int(starts[old])..<Int(starts[old + 1]) {
-                            let c = Int(columns[e])
+                            let entry = packed[e]
+                            let c = Int(UInt32(truncatingIfNeeded: entry))
                             let at = cursor[c]
                             rowsOut[at] = UInt32(r)
-                            valuesOut[at] = values[e]
+                            valuesOut[at] = UInt32(truncatingIfNeeded: entry >> 32)
                             cursor[c] = at + 1
                         }
                     }
+                  }
                 }
             }
         }
@@ -542,9 +546,8 @@ public struct BlockBuilder {
             guard intSlot >= 0, doubleSlot >= 0 else { continue }
             let base = UInt32(properties[doubleSlot].doubles.count)
             properties[doubleSlot].doubles.append(contentsOf: properties[intSlot].ints.map { Double($0) })
-            for e in entryColumn.indices where entryColumn[e] == UInt32(intSlot) {
-                entryColumn[e] = UInt32(doubleSlot)
-                entryValue[e] += base
+            for e in entries.indices where UInt32(truncatingIfNeeded: entries[e]) == UInt32(intSlot) {
+                entries[e] = Self.entry(column: doubleSlot, value: UInt32(truncatingIfNeeded: entries[e] >> 32) + base)
             }
             properties[intSlot].ints.removeAll()
         }

@@ -60,19 +60,15 @@ final class BlockWriter {
     ) throws {
         let (presence, presenceChunk) = try presence(presentRows)
         scratch.removeAll()
-        var encoding = values.withUnsafeBufferPointer { IntegerEncoding.encodeBest($0, into: scratch) }
-        var parameter: Int64 = 0
-        var bytes = scratch.toArray()
-        if let (other, otherParameter) = alternative {
-            scratch.removeAll()
-            let otherEncoding = other.withUnsafeBufferPointer { IntegerEncoding.encodeBest($0, into: scratch) }
-            if scratch.count < bytes.count {
-                bytes = scratch.toArray()
-                encoding = otherEncoding
-                parameter = otherParameter
+        // With an alternative, both are measured on samples and only the smaller is encoded.
+        let other = alternative?.0 ?? []
+        let (column, encoding) = values.withUnsafeBufferPointer { values in
+            other.withUnsafeBufferPointer { other in
+                IntegerEncoding.encodeBest(alternative == nil ? [values] : [values, other], into: scratch)
             }
         }
-        let valuesChunk = try bytes.withUnsafeBytes { try chunk(.values, $0) }
+        let parameter: Int64 = column == 0 ? 0 : alternative!.1
+        let valuesChunk = try chunk(.values, scratch.bytes)
         columns.append(
             ColumnDescriptor(
                 name: name, isProperty: property, kind: kind, encoding: ValueEncoding(encoding), parameter: parameter,

@@ -225,6 +225,8 @@ extension ColumnStore {
             let shared = SharedBuilders(builders: buffer.baseAddress!)
             let resolver = Thread {
                 do {
+                    // Session ids rarely span days, so nearly every per-block one is new.
+                    dictionaries.sessions.reserve(additional: (0..<count).reduce(0) { $0 + shared.builders[$1].localSessions.count })
                     for i in 0..<count {
                         try shared.builders[i].resolveGlobalIds(dictionaries)
                         resolved.publish(i, users: UInt32(dictionaries.users.count), sessions: UInt32(dictionaries.sessions.count))

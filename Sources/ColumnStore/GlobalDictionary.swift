@@ -128,6 +128,12 @@ public struct GlobalDictionary {
     @inline(__always)
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 { table.intern(bytes) }
 
+    /// Makes room for `additional` more strings with at most one rehash (a round that adds
+    /// millions of session ids would otherwise rehash the whole table several times).
+    public mutating func reserve(additional: Int) {
+        table.reserve(count: table.count + additional, bytes: 0)
+    }
+
     public func find(_ string: String) -> UInt32? { table.find(string) }
 
     public func string(_ id: Int) -> String { table.string(id) }

@@ -45,34 +45,45 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
     public static func encodeBest(
         _ values: UnsafeBufferPointer<Int64>, into out: OutputBuffer, candidates: [IntegerEncoding] = allCases
     ) -> IntegerEncoding {
+        encodeBest([values], into: out, candidates: candidates).encoding
+    }
+
+    /// Encodes the one of `columns` (equally long representations of one column, such as
+    /// values and their residuals from a prediction) that measures smallest with its best
+    /// encoding; returns which column and which encoding. Only the winner is encoded in full.
+    public static func encodeBest(
+        _ columns: [UnsafeBufferPointer<Int64>], into out: OutputBuffer, candidates: [IntegerEncoding] = allCases
+    ) -> (column: Int, encoding: IntegerEncoding) {
         let windows = 4
         let window = 512
-        var sample: [Int64] = []
-        if values.count > windows * window {
-            sample.reserveCapacity(windows * window)
-            for w in 0..<windows {
-                let start = (values.count - window) * w / (windows - 1)
-                sample.append(contentsOf: values[start..<start + window])
+        let scratch = OutputBuffer(capacity: 2 * windows * window + 64)
+        var ranked: [(size: Int, column: Int, encoding: IntegerEncoding)] = []
+        for (index, values) in columns.enumerated() {
+            var sample: [Int64] = []
+            if values.count > windows * window {
+                sample.reserveCapacity(windows * window)
+                for w in 0..<windows {
+                    let start = (values.count - window) * w / (windows - 1)
+                    sample.append(contentsOf: values[start..<start + window])
+                }
+            } else {
+                sample = Array(values)
             }
-        } else {
-            sample = Array(values)
-        }
-        let scratch = OutputBuffer(capacity: sample.count * 2 + 64)
-        var ranked: [(Int, IntegerEncoding)] = []
-        sample.withUnsafeBufferPointer { sample in
-            for encoding in candidates {
-                scratch.removeAll()
-                if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, encoding)) }
+            sample.withUnsafeBufferPointer { sample in
+                for encoding in candidates {
+                    scratch.removeAll()
+                    if encode(sample, as: encoding, into: scratch) { ranked.append((scratch.count, index, encoding)) }
+                }
             }
         }
-        ranked.sort { $0.0 < $1.0 }
-        for (_, encoding) in ranked {
+        ranked.sort { ($0.size, $0.column) < ($1.size, $1.column) }
+        for choice in ranked {
             let start = out.count
-            if encode(values, as: encoding, into: out) { return encoding }
+            if encode(columns[choice.column], as: choice.encoding, into: out) { return (choice.column, choice.encoding) }
             out.count = start
         }
-        _ = encode(values, as: .frame, into: out)
-        return .frame
+        _ = encode(columns[0], as: .frame, into: out)
+        return (0, .frame)
     }
 
     /// Encodes with one encoding; false when it does not apply (too many distinct values for
