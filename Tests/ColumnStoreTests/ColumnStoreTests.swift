@@ -156,6 +156,25 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
     }
 }
 
+@Suite struct SequencePredictionTests {
+    /// The writer derives the (timestamp, output row) order from the builder's (timestamp,
+    /// builder row) order; readers sort the output timestamps afresh. The two must agree,
+    /// ties included, or every sequence number decodes wrong.
+    @Test(arguments: [1, 2, 300, 5_000])
+    func derivedTimeOrderEqualsASortOfTheOutput(count: Int) throws {
+        var rng = SeededRandom(seed: UInt64(count))
+        // Few distinct timestamps, so most rows tie.
+        let builderTimestamps = (0..<count).map { _ in Int64.random(in: 0..<50, using: &rng) * 1000 }
+        let order = (0..<UInt32(count)).shuffled(using: &rng)
+        var inverse = [UInt32](repeating: 0, count: count)
+        for (r, old) in order.enumerated() { inverse[Int(old)] = UInt32(r) }
+        let outputTimestamps = order.map { builderTimestamps[Int($0)] }
+        let byBuilderRow = try #require(builderTimestamps.withUnsafeBufferPointer { SequencePrediction.timeOrder($0) })
+        let expected = try #require(outputTimestamps.withUnsafeBufferPointer { SequencePrediction.timeOrder($0) })
+        #expect(SequencePrediction.outputTimeOrder(byBuilderRow, inverse: inverse, timestamps: outputTimestamps) == expected)
+    }
+}
+
 @Suite struct RadixSortTests {
     /// Keys shaped like the compactor's (a few varying bit ranges, many equal digits) and
     /// fully random ones, short and long, sort exactly as the standard library sorts them.
