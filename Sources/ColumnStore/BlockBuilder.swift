@@ -195,7 +195,14 @@ public struct BlockBuilder {
     /// Maps per-block user and session codes to project-wide ids, adding new ones to the
     /// project dictionaries. Runs on one thread, before blocks are finished in parallel.
     public mutating func resolveGlobalIds(_ dictionaries: ProjectDictionaries) throws {
-        try resolveGlobalIds(users: { dictionaries.users.intern($0) }, sessions: { dictionaries.sessions.intern($0) })
+        let users = dictionaries.users.internAll(of: localUsers)
+        let sessions = dictionaries.sessions.internAll(of: localSessions)
+        guard users.allSatisfy({ $0 < Self.resolvedBit }), sessions.allSatisfy({ $0 < Self.resolvedBit }) else {
+            throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary")
+        }
+        globalUserIds = users
+        globalSessionIds = sessions
+        globalIdsResolved = true
     }
 
     /// Maps per-block codes through the given lookups (a query maps the log tail through the

@@ -27,6 +27,8 @@ public struct ByteStringTable: Sendable {
     /// Set for a table that stores ids packed (see `IdPacking`): `blob` and `offsets` then
     /// hold the stored forms, and strings are read back through `string` or `withString`.
     private var packing: IdPacking?
+    /// Where `internAll` leaves the slots it loaded ahead, so the loads are not optimized away.
+    private var prefetchSink: UInt8 = 0
 
     /// `packsIds`: store hex ids and UUIDs packed (the project dictionaries).
     public init(capacity: Int = 64, packsIds: Bool = false) {
@@ -176,11 +178,72 @@ public struct ByteStringTable: Sendable {
         }
     }
 
+    /// The ids of every string of `other`, adding those that are new, in `other`'s order.
+    ///
+    /// A large table (a project dictionary of millions) misses the cache on nearly every
+    /// probe, and one lookup at a time leaves those misses in series. Strings are taken in
+    /// groups: the stored forms and hashes of a group are computed and their home slots
+    /// loaded first, so the misses overlap, and the probes that follow find the slots in
+    /// cache.
+    public mutating func internAll(of other: ByteStringTable) -> [UInt32] {
+        let group = 16
+        var ids = [UInt32]()
+        ids.reserveCapacity(other.count)
+        if slots.isEmpty { buildIndex() }
+        let scratchStride = IdPacking.capacity(for: 256)
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: group * scratchStride, alignment: 8)
+        defer { scratch.deallocate() }
+        var stored = [UnsafeRawBufferPointer](repeating: UnsafeRawBufferPointer(start: nil, count: 0), count: group)
+        var hashes = [UInt64](repeating: 0, count: group)
+        var sink: UInt64 = 0
+        other.blob.withUnsafeBytes { source in
+            var start = 0
+            while start < other.count {
+                let end = Swift.min(start + group, other.count)
+                for i in start..<end {
+                    let k = i - start
+                    let bytes = UnsafeRawBufferPointer(rebasing: source[Int(other.offsets[i])..<Int(other.offsets[i + 1])])
+                    stored[k] = bytes
+                    // Longer strings are packed by `internPacked` below, unprefetched.
+                    if packing != nil && bytes.count <= 256 {
+                        let out = scratch + k * scratchStride
+                        if case .stored(let n) = packing!.encode(bytes, into: out, adding: true) {
+                            stored[k] = UnsafeRawBufferPointer(start: out, count: n)
+                        }
+                    }
+                    hashes[k] = Self.hash(stored[k])
+                }
+                // A loop of loads alone, so that all of them are in flight at once.
+                slots.withUnsafeBytes { raw in
+                    for k in 0..<(end - start) {
+                        let home = Self.home(hashes[k], slotCount: slotCount)
+                        sink ^= raw.loadUnaligned(fromByteOffset: home &* Self.slotSize, as: UInt64.self)
+                    }
+                }
+                for i in start..<end {
+                    let k = i - start
+                    if packing != nil && other.offsets[i + 1] - other.offsets[i] > 256 {
+                        ids.append(internPacked(stored[k]))
+                    } else {
+                        ids.append(internStored(stored[k], hash: hashes[k]))
+                    }
+                }
+                start = end
+            }
+        }
+        prefetchSink = UInt8(truncatingIfNeeded: sink)
+        return ids
+    }
+
     /// The id of a stored form, adding it if new.
     @inline(__always)
     private mutating func internStored(_ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        internStored(bytes, hash: Self.hash(bytes))
+    }
+
+    @inline(__always)
+    private mutating func internStored(_ bytes: UnsafeRawBufferPointer, hash h: UInt64) -> UInt32 {
         if slots.isEmpty { buildIndex() }
-        let h = Self.hash(bytes)
         let (found, slot) = probe(bytes, hash: h)
         if let found { return found }
         let id = UInt32(count)
@@ -288,8 +351,10 @@ public struct ByteStringTable: Sendable {
     public mutating func reserve(count total: Int, bytes: Int) {
         offsets.reserveCapacity(total + 1)
         blob.reserveCapacity(blob.count + bytes)
+        // At least the growth `grow` would make: a table reserved a little more each
+        // compaction round must not rehash all its strings every round.
         let wanted = Self.slotCount(for: total)
-        if isIndexed && wanted > slotCount { rehash(wanted) }
+        if isIndexed && wanted > slotCount { rehash(Swift.max(wanted, Self.grown(slotCount))) }
     }
 
     @inline(__always)
@@ -304,8 +369,10 @@ public struct ByteStringTable: Sendable {
     /// holds twice the slots it needs.
     @inline(never)
     private mutating func grow() {
-        rehash(slotCount < 1 << 20 ? slotCount * 2 : slotCount + slotCount / 2)
+        rehash(Self.grown(slotCount))
     }
+
+    static func grown(_ slotCount: Int) -> Int { slotCount < 1 << 20 ? slotCount * 2 : slotCount + slotCount / 2 }
 
     private mutating func rehash(_ newCount: Int) {
         var newSlots = [UInt8](repeating: 0, count: newCount * Self.slotSize + Self.slotPadding)

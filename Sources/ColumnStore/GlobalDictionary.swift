@@ -128,6 +128,10 @@ public struct GlobalDictionary {
     @inline(__always)
     public mutating func intern(_ bytes: UnsafeRawBufferPointer) -> UInt32 { table.intern(bytes) }
 
+    /// The ids of every string of `table`, adding those that are new (see
+    /// `ByteStringTable.internAll`).
+    public mutating func internAll(of table: ByteStringTable) -> [UInt32] { self.table.internAll(of: table) }
+
     /// Makes room for `additional` more strings with at most one rehash (a round that adds
     /// millions of session ids would otherwise rehash the whole table several times).
     public mutating func reserve(additional: Int) {

@@ -16,6 +16,26 @@ import Testing
         }
     }
 
+    /// `internAll` (groups with their slots loaded ahead) assigns exactly the ids that
+    /// interning one string at a time does, in packed and plain tables, for strings already
+    /// present, new ones, repeats within a group and ids too long to pack.
+    @Test(arguments: [false, true])
+    func internAllAssignsTheIdsOfOneAtATime(packsIds: Bool) {
+        let first = Self.strings(5_000)
+        var batch = ByteStringTable(capacity: 4)
+        for v in Self.strings(12_000).reversed() + [String(repeating: "a1", count: 200), "sess_00000000deadbeef"] { batch.intern(v) }
+        var oneAtATime = ByteStringTable(capacity: 4, packsIds: packsIds)
+        var grouped = ByteStringTable(capacity: 4, packsIds: packsIds)
+        for v in first {
+            oneAtATime.intern(v)
+            grouped.intern(v)
+        }
+        let expected = (0..<batch.count).map { oneAtATime.intern(batch.string($0)) }
+        #expect(grouped.internAll(of: batch) == expected)
+        #expect(grouped.count == oneAtATime.count)
+        for id in 0..<grouped.count { #expect(grouped.string(id) == oneAtATime.string(id)) }
+    }
+
     @Test func internGivesDenseIdsInFirstSeenOrderThroughEveryGrowth() {
         let values = Self.strings(200_000)
         var table = ByteStringTable(capacity: 4)
