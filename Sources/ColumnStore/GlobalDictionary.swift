@@ -149,13 +149,18 @@ public struct GlobalDictionary {
         let count = table.count - first
         guard count > 0 else { return }
         // The table keeps ids packed; the file holds the strings themselves.
+        // The payload is the end offsets, then the strings: the strings are written after
+        // room for the offsets, which are filled in once known (no second copy of a frame
+        // that can be tens of megabytes).
         var ends: [UInt32] = []
         ends.reserveCapacity(count)
-        let strings = OutputBuffer(capacity: 2 * (Int(table.offsets[first + count]) - Int(table.offsets[first])))
-        table.appendStrings(first..<(first + count), to: strings, ends: &ends)
-        let payload = OutputBuffer(capacity: count * 4 + strings.count)
-        for end in ends { payload.append(littleEndian: end) }
-        payload.append(strings.bytes)
+        let endsBytes = count * 4
+        let payload = OutputBuffer(capacity: endsBytes + 2 * (Int(table.offsets[first + count]) - Int(table.offsets[first])))
+        payload.count = endsBytes
+        table.appendStrings(first..<(first + count), to: payload, ends: &ends)
+        for (i, end) in ends.enumerated() {
+            (payload.base + i * 4).storeBytes(of: (end - UInt32(endsBytes)).littleEndian, as: UInt32.self)
+        }
         let out = OutputBuffer(capacity: Self.frameHeaderSize + Codec.zstd.maxCompressedSize(payload.count))
         out.append(littleEndian: Self.frameMagic)
         out.append(littleEndian: UInt32(first))
