@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+import Glibc
+#endif
 import EventLog
 
 /// Lays out a block file: each column's chunks are encoded, compressed and appended, and
@@ -139,21 +142,39 @@ final class BlockWriter {
         var used = [Bool](repeating: false, count: table.count)
         for c in codes { used[Int(c)] = true }
         let live = (0..<table.count).filter { used[$0] }
-        let sorted = live.sorted { table.bytes($0).lexicographicallyPrecedes(table.bytes($1)) }
         var remap = [UInt32](repeating: 0, count: table.count)
-        var offsets: [UInt32] = []
-        var blob: [UInt8] = []
-        for (newCode, old) in sorted.enumerated() {
-            remap[old] = UInt32(newCode)
-            blob += table.bytes(old)
-            offsets.append(UInt32(blob.count))
+        let dictionary = OutputBuffer(capacity: live.count * 4 + table.blob.count + 16)
+        table.blob.withUnsafeBytes { blob in
+            let tableOffsets = table.offsets
+            func bytes(_ id: Int) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(rebasing: blob[Int(tableOffsets[id])..<Int(tableOffsets[id + 1])])
+            }
+            // Byte order, compared on a big-endian 8-byte prefix first: plain integer
+            // compares for all but strings that share eight leading bytes.
+            var keyed = live.map { id in
+                let b = bytes(id)
+                var prefix: UInt64 = 0
+                for j in 0..<Swift.min(8, b.count) { prefix |= UInt64(b[j]) << UInt64(56 - 8 * j) }
+                return (prefix, id)
+            }
+            keyed.sort { a, b in
+                if a.0 != b.0 { return a.0 < b.0 }
+                let x = bytes(a.1), y = bytes(b.1)
+                let common = Swift.min(x.count, y.count)
+                let order = common == 0 ? 0 : memcmp(x.baseAddress!, y.baseAddress!, common)
+                return order != 0 ? order < 0 : x.count < y.count
+            }
+            // The dictionary chunk: end offsets, then the strings.
+            var end: UInt32 = 0
+            for (newCode, entry) in keyed.enumerated() {
+                remap[entry.1] = UInt32(newCode)
+                end += UInt32(bytes(entry.1).count)
+                dictionary.append(littleEndian: end)
+            }
+            for entry in keyed { dictionary.append(bytes(entry.1)) }
         }
-        var dictionaryBytes = [UInt8]()
-        dictionaryBytes.reserveCapacity(offsets.count * 4 + blob.count)
-        for o in offsets { withUnsafeBytes(of: o.littleEndian) { dictionaryBytes += $0 } }
-        dictionaryBytes += blob
-        let dictionaryChunk = try dictionaryBytes.withUnsafeBytes { try chunk(.dictionary, $0) }
-        let count = sorted.count
+        let count = live.count
+        let dictionaryChunk = try chunk(.dictionary, dictionary.bytes)
         var encoding: ValueEncoding = count < 0xFF ? .codes8 : count < 0xFFFF ? .codes16 : .codes32
         let width: Int64 = encoding == .codes8 ? 1 : encoding == .codes16 ? 2 : 4
         var runs = 0
