@@ -69,9 +69,9 @@ public struct BlockBuilder {
     /// `append(recordBody:)` then cost no retain and release, which were 2.5% of compaction.
     var propertyHandles: [Unmanaged<PropertyColumnBuilder>] = []
     /// Row `i`'s property values are entries `entryStart[i] ..< entryStart[i + 1]`, each a
-    /// column slot (low half) and the value's index in that column (high half). One word
-    /// rather than two arrays: `finish` reads them in output order, which is random, and one
-    /// cache miss per row beats two.
+    /// column slot (low half) and the value's index in that column, or for a string column
+    /// the value's code itself (high half). One word rather than two arrays: `finish` reads
+    /// them in output order, which is random, and one cache miss per row beats two.
     let entryStart = ColumnBuffer<UInt32>([0])
     let entries = ColumnBuffer<UInt64>(capacity: 65_536)
 
@@ -335,8 +335,7 @@ public struct BlockBuilder {
                 case .bools(let v): valueIndex = t.append(bool: v[row] != 0)
                 case .presenceOnly: valueIndex = t.appendNull()
                 case .codes(let codes, _):
-                    t.codes.append(source.codeMap[codes[row]])
-                    valueIndex = UInt32(t.codes.count - 1)
+                    valueIndex = source.codeMap[codes[row]]
                 }
                 entries.append(Self.entry(column: Int(slotOfKeyKind[t.keyId * 8 + Int(t.kind.rawValue)]), value: valueIndex))
             }
@@ -457,7 +456,10 @@ public struct BlockBuilder {
         let columnCount = properties.count
         let entryCount = entries.count
         var stretchStart = [Int](repeating: 0, count: columnCount + 1)
-        for e in 0..<entryCount { stretchStart[Int(UInt32(truncatingIfNeeded: entries.base[e])) + 1] += 1 }
+        stretchStart.withUnsafeMutableBufferPointer { counts in
+            let packed = entries.base
+            for e in 0..<entryCount { counts[Int(UInt32(truncatingIfNeeded: packed[e])) + 1] += 1 }
+        }
         for c in 0..<columnCount { stretchStart[c + 1] += stretchStart[c] }
         var dealtRows = [UInt32](repeating: 0, count: entryCount)
         var dealtValues = [UInt32](repeating: 0, count: entryCount)
@@ -501,7 +503,7 @@ public struct BlockBuilder {
                 try writer.addBoolColumn(name, values: picks.map { column.bools[Int($0)] }, presentRows: rowsPresent)
             case .string, .json:
                 try writer.addStringColumn(
-                    name, kind: column.kind, table: column.strings, codes: picks.map { column.codes[Int($0)] },
+                    name, kind: column.kind, table: column.strings, codes: Array(picks),
                     presentRows: rowsPresent, property: true)
             case .null:
                 try writer.addPresenceOnlyColumn(name, presentRows: rowsPresent, property: true)
@@ -510,12 +512,15 @@ public struct BlockBuilder {
             }
         }
         var ranges: [SequenceRange] = []
-        for s in sortedSequences {
-            if let last = ranges.last, last.end == s {
-                ranges[ranges.count - 1].end = s + 1
-            } else {
-                ranges.append(SequenceRange(s, s + 1))
+        if var current = sortedSequences.first.map({ SequenceRange($0, $0) }) {
+            for s in sortedSequences {
+                if s != current.end {
+                    ranges.append(current)
+                    current = SequenceRange(s, s)
+                }
+                current.end = s + 1
             }
+            ranges.append(current)
         }
         let footer = BlockFooter(
             day: day, rows: UInt32(n), minTimestamp: ts.min() ?? 0, maxTimestamp: ts.max() ?? 0, createdAt: createdAt,
@@ -580,7 +585,6 @@ final class PropertyColumnBuilder {
     let bools = ColumnBuffer<UInt8>(capacity: 16)
     // Unchecked exclusivity: a builder is filled by one thread, and no append re-enters another.
     @exclusivity(unchecked) var strings = ByteStringTable()
-    let codes = ColumnBuffer<UInt32>(capacity: 256)
     @exclusivity(unchecked) var nulls: UInt32 = 0
     @exclusivity(unchecked) var lastCode: Int32 = -1
 
@@ -606,17 +610,15 @@ final class PropertyColumnBuilder {
         doubles.append(double)
         return UInt32(doubles.count - 1)
     }
+    /// Unlike the other appends, returns the value itself, its code in `strings`: an entry
+    /// then holds the code, and `finish` needs no second, random, lookup to find it.
     func append(string: UnsafeRawBufferPointer) -> UInt32 {
         // Low-cardinality values (plan, channel) often repeat the previous one: compare
         // before hashing.
-        if lastCode >= 0 && strings.equals(id: Int(lastCode), string) {
-            codes.append(UInt32(lastCode))
-        } else {
-            let code = strings.intern(string)
-            lastCode = Int32(code)
-            codes.append(code)
-        }
-        return UInt32(codes.count - 1)
+        if lastCode >= 0 && strings.equals(id: Int(lastCode), string) { return UInt32(lastCode) }
+        let code = strings.intern(string)
+        lastCode = Int32(code)
+        return code
     }
 }
 
