@@ -302,7 +302,7 @@ extension ColumnStore {
         try faults?.check("write block \(name)")
         let fd = try FileIO.open(tmp, flags: O_WRONLY | O_CREAT | O_TRUNC)
         do {
-            try FileIO.writeAll(fd, bytes, path: tmp)
+            try FileIO.writeAllSmoothly(fd, bytes, path: tmp)
             try faults?.check("fsync block \(name)")
             try FileIO.fsync(fd, path: tmp)
             FileIO.close(fd)
