@@ -25,7 +25,7 @@ public struct CompactionSettings: Sendable {
     public init() {}
 }
 
-/// Compacts every project in the background, on a thread of its own at lowered priority, so
+/// Compacts every project in the background, on a thread of its own at idle priority, so
 /// that fsync-heavy ingest keeps the CPU it needs; compaction only reads the durable part of
 /// the log and never holds the writer.
 final class BackgroundCompactor: @unchecked Sendable {
