@@ -467,20 +467,20 @@ public struct BlockBuilder {
         order.withUnsafeBufferPointer { o in
             dealtRows.withUnsafeMutableBufferPointer { rowsOut in
                 dealtValues.withUnsafeMutableBufferPointer { valuesOut in
-                  cursors.withUnsafeMutableBufferPointer { cursor in
-                    let starts = entryStart.base, packed = entries.base
-                    for r in 0..<n {
-                        let old = Int(o[r])
-                        for e in Int(starts[old])..<Int(starts[old + 1]) {
-                            let entry = packed[e]
-                            let c = Int(UInt32(truncatingIfNeeded: entry))
-                            let at = cursor[c]
-                            rowsOut[at] = UInt32(r)
-                            valuesOut[at] = UInt32(truncatingIfNeeded: entry >> 32)
-                            cursor[c] = at + 1
+                    cursors.withUnsafeMutableBufferPointer { cursor in
+                        let starts = entryStart.base, packed = entries.base
+                        for r in 0..<n {
+                            let old = Int(o[r])
+                            for e in Int(starts[old])..<Int(starts[old + 1]) {
+                                let entry = packed[e]
+                                let c = Int(UInt32(truncatingIfNeeded: entry))
+                                let at = cursor[c]
+                                rowsOut[at] = UInt32(r)
+                                valuesOut[at] = UInt32(truncatingIfNeeded: entry >> 32)
+                                cursor[c] = at + 1
+                            }
                         }
                     }
-                  }
                 }
             }
         }
