@@ -195,14 +195,8 @@ public struct BlockBuilder {
     /// Maps per-block user and session codes to project-wide ids, adding new ones to the
     /// project dictionaries. Runs on one thread, before blocks are finished in parallel.
     public mutating func resolveGlobalIds(_ dictionaries: ProjectDictionaries) throws {
-        let users = dictionaries.users.internAll(of: localUsers)
-        let sessions = dictionaries.sessions.internAll(of: localSessions)
-        guard users.allSatisfy({ $0 < Self.resolvedBit }), sessions.allSatisfy({ $0 < Self.resolvedBit }) else {
-            throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary")
-        }
-        globalUserIds = users
-        globalSessionIds = sessions
-        globalIdsResolved = true
+        try adoptGlobalIds(
+            users: dictionaries.users.internAll(of: localUsers), sessions: dictionaries.sessions.internAll(of: localSessions))
     }
 
     /// Maps per-block codes through the given lookups (a query maps the log tail through the
@@ -213,17 +207,24 @@ public struct BlockBuilder {
     public mutating func resolveGlobalIds(
         users userId: (UnsafeRawBufferPointer) -> UInt32, sessions sessionId: (UnsafeRawBufferPointer) -> UInt32
     ) throws {
-        func map(_ local: ByteStringTable, _ lookup: (UnsafeRawBufferPointer) -> UInt32) throws -> [UInt32] {
-            try local.blob.withUnsafeBytes { blob in
-                try (0..<local.count).map { i in
-                    let id = lookup(UnsafeRawBufferPointer(rebasing: blob[Int(local.offsets[i])..<Int(local.offsets[i + 1])]))
-                    guard id < Self.resolvedBit else { throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary") }
-                    return id
+        func map(_ local: ByteStringTable, _ lookup: (UnsafeRawBufferPointer) -> UInt32) -> [UInt32] {
+            local.blob.withUnsafeBytes { blob in
+                (0..<local.count).map { i in
+                    lookup(UnsafeRawBufferPointer(rebasing: blob[Int(local.offsets[i])..<Int(local.offsets[i + 1])]))
                 }
             }
         }
-        globalUserIds = try map(localUsers, userId)
-        globalSessionIds = try map(localSessions, sessionId)
+        try adoptGlobalIds(users: map(localUsers, userId), sessions: map(localSessions, sessionId))
+    }
+
+    /// Keeps the project ids of the per-block codes for `finish`; they must leave the top bit
+    /// free (`resolvedBit`).
+    private mutating func adoptGlobalIds(users: [UInt32], sessions: [UInt32]) throws {
+        guard users.allSatisfy({ $0 < Self.resolvedBit }), sessions.allSatisfy({ $0 < Self.resolvedBit }) else {
+            throw BlockFormatError.badFooter("more than 2^31 distinct ids in a project dictionary")
+        }
+        globalUserIds = users
+        globalSessionIds = sessions
         globalIdsResolved = true
     }
 

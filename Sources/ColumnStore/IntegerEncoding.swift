@@ -267,7 +267,7 @@ public enum IntegerEncoding: UInt8, Sendable, CaseIterable, CustomStringConverti
         guard let v = values.baseAddress else { return }
         let n = values.count
         let offsets = UnsafeMutablePointer<UInt64>.allocate(capacity: miniBlock)
-        let packed = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64 + 1)
+        let packed = UnsafeMutablePointer<UInt64>.allocate(capacity: 2 * 64)
         let lengths = UnsafeMutablePointer<Int>.allocate(capacity: 4 * 65)
         let present = UnsafeMutablePointer<Int>.allocate(capacity: 65)
         let exceptionIndex = UnsafeMutablePointer<Int>.allocate(capacity: miniBlock)
