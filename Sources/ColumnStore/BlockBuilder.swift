@@ -57,9 +57,11 @@ public struct BlockBuilder {
     let eventIdCodes = ColumnBuffer<UInt32>(capacity: 16_384)
 
     var propertyKeys = ByteStringTable()
-    /// The key id last seen at each property position of a record, or -1.
-    let keyAtPosition = ColumnBuffer<Int32>(repeatElement(-1, count: keyCacheSize))
-    static let keyCacheSize = 16
+    /// What was last seen at each of the first property positions of a record, per event
+    /// name (`keySlot`).
+    let keyCache = ColumnBuffer<KeyCacheEntry>(repeatElement(KeyCacheEntry(), count: keyCacheNames * keyCachePositions))
+    static let keyCacheNames = 32
+    static let keyCachePositions = 16
     /// `slotOfKeyKind[key * 8 + kind]` is the index into `properties`, or -1.
     let slotOfKeyKind = ColumnBuffer<Int32>(capacity: 256)
     let keyLastRow = ColumnBuffer<Int32>(capacity: 32)
@@ -99,37 +101,38 @@ public struct BlockBuilder {
 
     /// Adds one event given as a log record body (the bytes after its length field).
     public mutating func append(recordBody body: UnsafeRawBufferPointer, sequence: UInt64) throws(RecordDecodingError) {
-        var r = ByteReader(body)
+        guard let start = body.baseAddress else { throw RecordDecodingError(offset: 0, reason: "truncated record header") }
+        var r = RecordCursor(start: start, count: body.count)
         func fail(_ reason: String) -> RecordDecodingError { RecordDecodingError(offset: r.offset, reason: reason) }
-        guard let ts = r.read(Int64.self), let recv = r.read(Int64.self), let flags = r.readByte() else {
-            throw fail("truncated record header")
-        }
-        guard let name = r.readLengthPrefixed() else { throw fail("truncated event_name") }
+        guard r.remaining >= 17 else { throw fail("truncated record header") }
+        let ts = r.int64(), recv = r.int64(), flags = r.byteUnchecked()
+        guard let name = r.string() else { throw fail("truncated event_name") }
         let row = UInt32(rows)
         timestamps.append(ts)
         received.append(recv)
         sequences.append(Int64(bitPattern: sequence))
         if flags & EventRecord.timestampClamped != 0 { clampedRows.append(row) }
-        nameCodes.append(names.intern(name))
+        let nameCode = names.intern(name)
+        nameCodes.append(nameCode)
         var user = Self.none, anon = Self.none, session = Self.none, bot = Self.none, eventId = Self.none
         if flags & EventRecord.hasUserId != 0 {
-            guard let s = r.readLengthPrefixed() else { throw fail("truncated user_id") }
+            guard let s = r.string() else { throw fail("truncated user_id") }
             user = localUsers.intern(s)
         }
         if flags & EventRecord.hasAnonymousId != 0 {
-            guard let s = r.readLengthPrefixed() else { throw fail("truncated anonymous_id") }
+            guard let s = r.string() else { throw fail("truncated anonymous_id") }
             anon = localUsers.intern(s)
         }
         if flags & EventRecord.hasSessionId != 0 {
-            guard let s = r.readLengthPrefixed() else { throw fail("truncated session_id") }
+            guard let s = r.string() else { throw fail("truncated session_id") }
             session = localSessions.intern(s)
         }
         if flags & EventRecord.hasBotId != 0 {
-            guard let s = r.readLengthPrefixed() else { throw fail("truncated bot_id") }
+            guard let s = r.string() else { throw fail("truncated bot_id") }
             bot = bots.intern(s)
         }
         if flags & EventRecord.hasClientEventId != 0 {
-            guard let s = r.readLengthPrefixed() else { throw fail("truncated event_id") }
+            guard let s = r.string() else { throw fail("truncated event_id") }
             eventId = eventIds.intern(s)
         }
         users.append(user)
@@ -137,31 +140,12 @@ public struct BlockBuilder {
         sessions.append(session)
         botCodes.append(bot)
         eventIdCodes.append(eventId)
-        guard let count = r.readVarint(), count <= 65_536 else { throw fail("bad property count") }
-        var position = 0
-        for _ in 0..<count {
-            guard let key = r.readLengthPrefixed(), let tagByte = r.readByte(), let tag = EventRecord.Tag(rawValue: tagByte)
+        guard let count = r.varint(), count <= 65_536 else { throw fail("bad property count") }
+        for position in 0..<Int(count) {
+            guard let key = r.string(), let tagByte = r.byte(), let tag = EventRecord.Tag(rawValue: tagByte)
             else { throw fail("truncated property") }
-            // Events of one kind list the same keys in the same order: try the key last seen
-            // at this position before hashing.
-            let keyId: Int
-            if position < Self.keyCacheSize, keyAtPosition[position] >= 0, propertyKeys.equals(id: Int(keyAtPosition[position]), key) {
-                keyId = Int(keyAtPosition[position])
-            } else {
-                keyId = Int(propertyKeys.intern(key))
-                if position < Self.keyCacheSize { keyAtPosition[position] = Int32(keyId) }
-            }
-            position += 1
-            let kind: ColumnKind
-            switch tag {
-            case .null: kind = .null
-            case .falseValue, .trueValue: kind = .bool
-            case .int: kind = .int
-            case .double: kind = .double
-            case .string: kind = .string
-            case .json: kind = .json
-            }
-            let slot = slot(key: keyId, kind: kind)
+            let kind = ColumnKind(tag)
+            let (keyId, slot) = keySlot(key, kind: kind, name: nameCode, position: position)
             let column = propertyHandles[slot]
             let valueIndex: UInt32
             switch tag {
@@ -169,27 +153,69 @@ public struct BlockBuilder {
             case .falseValue: valueIndex = column._withUnsafeGuaranteedRef { $0.append(bool: false) }
             case .trueValue: valueIndex = column._withUnsafeGuaranteedRef { $0.append(bool: true) }
             case .int:
-                guard let v = r.readVarint() else { throw fail("truncated int property") }
+                guard let v = r.varint() else { throw fail("truncated int property") }
                 valueIndex = column._withUnsafeGuaranteedRef { $0.append(int: zigzagDecode(v)) }
             case .double:
-                guard let d = r.readDouble() else { throw fail("truncated double property") }
+                guard r.remaining >= 8 else { throw fail("truncated double property") }
+                let d = Double(bitPattern: UInt64(bitPattern: r.int64()))
                 valueIndex = column._withUnsafeGuaranteedRef { $0.append(double: d) }
             case .string, .json:
-                guard let s = r.readLengthPrefixed() else { throw fail("truncated string property") }
+                guard let s = r.string() else { throw fail("truncated string property") }
                 valueIndex = column._withUnsafeGuaranteedRef { $0.append(string: s) }
             }
-            // A key repeated within one event: the last value wins, as in JavaScript.
-            if keyLastRow[keyId] == Int32(row) {
-                entries[Int(keyLastEntry[keyId])] = Self.entry(column: slot, value: valueIndex)
+            // A key repeated within one event: the last value wins, as in JavaScript. `slot`
+            // has sized both arrays past `keyId`.
+            let lastRow = keyLastRow.base, lastEntry = keyLastEntry.base
+            if lastRow[keyId] == Int32(row) {
+                entries[Int(lastEntry[keyId])] = Self.entry(column: slot, value: valueIndex)
             } else {
-                keyLastRow[keyId] = Int32(row)
-                keyLastEntry[keyId] = Int32(entries.count)
+                lastRow[keyId] = Int32(row)
+                lastEntry[keyId] = Int32(entries.count)
                 entries.append(Self.entry(column: slot, value: valueIndex))
             }
         }
         guard r.isAtEnd else { throw fail("\(r.remaining) trailing bytes in record") }
         entryStart.append(UInt32(entries.count))
         rows += 1
+    }
+
+    /// The key id and column slot of a property. Events of one name list the same keys in the
+    /// same order with the same value types, so each of the first `keyCachePositions`
+    /// positions of each event name (names past `keyCacheNames` share entries) remembers the
+    /// last key seen there (its bytes, when short) and its slot: a hit costs a length check
+    /// and a few word compares instead of a hash, a probe and a slot lookup. Positions alone
+    /// missed about half the time, as events of different names interleave.
+    @inline(__always)
+    mutating func keySlot(_ key: UnsafeRawBufferPointer, kind: ColumnKind, name: UInt32, position: Int) -> (keyId: Int, slot: Int) {
+        guard position < Self.keyCachePositions else { return keySlotUncached(key, kind: kind) }
+        let cached = keyCache.base + Int(name % UInt32(Self.keyCacheNames)) * Self.keyCachePositions + position
+        if Int(cached.pointee.length) == key.count, key.count <= KeyCacheEntry.capacity,
+            withUnsafeBytes(of: &cached.pointee.bytes, { ByteStringTable.bytesEqual($0.baseAddress!, UnsafeRawPointer(key.baseAddress!), count: key.count) })
+        {
+            if cached.pointee.kind == kind.rawValue { return (Int(cached.pointee.keyId), Int(cached.pointee.slot)) }
+            let keyId = Int(cached.pointee.keyId)
+            let slot = slot(key: keyId, kind: kind)
+            cached.pointee.kind = kind.rawValue
+            cached.pointee.slot = Int32(slot)
+            return (keyId, slot)
+        }
+        let (keyId, slot) = keySlotUncached(key, kind: kind)
+        if key.count <= KeyCacheEntry.capacity {
+            var entry = KeyCacheEntry()
+            entry.length = UInt8(key.count)
+            entry.kind = kind.rawValue
+            entry.keyId = Int32(keyId)
+            entry.slot = Int32(slot)
+            if let source = key.baseAddress { withUnsafeMutableBytes(of: &entry.bytes) { $0.baseAddress!.copyMemory(from: source, byteCount: key.count) } }
+            cached.pointee = entry
+        }
+        return (keyId, slot)
+    }
+
+    @inline(never)
+    mutating func keySlotUncached(_ key: UnsafeRawBufferPointer, kind: ColumnKind) -> (keyId: Int, slot: Int) {
+        let keyId = Int(propertyKeys.intern(key))
+        return (keyId, slot(key: keyId, kind: kind))
     }
 
     /// Maps per-block user and session codes to project-wide ids, adding new ones to the
@@ -465,14 +491,28 @@ public struct BlockBuilder {
         var dealtRows = [UInt32](repeating: 0, count: entryCount)
         var dealtValues = [UInt32](repeating: 0, count: entryCount)
         var cursors = stretchStart
-        order.withUnsafeBufferPointer { o in
+        // Each row's entry range is gathered first: in one loop with the dealing, every row
+        // waited for its range before it could load its entries (two dependent cache misses
+        // per row, as rows are read in output order); gathered, the loads of many rows
+        // overlap.
+        let entryRanges = [UInt64](unsafeUninitializedCapacity: n) { buffer, count in
+            order.withUnsafeBufferPointer { o in
+                let starts = entryStart.base
+                for r in 0..<n {
+                    let old = Int(o[r])
+                    buffer[r] = UInt64(starts[old]) | UInt64(starts[old + 1]) << 32
+                }
+            }
+            count = n
+        }
+        entryRanges.withUnsafeBufferPointer { rowRanges in
             dealtRows.withUnsafeMutableBufferPointer { rowsOut in
                 dealtValues.withUnsafeMutableBufferPointer { valuesOut in
                     cursors.withUnsafeMutableBufferPointer { cursor in
-                        let starts = entryStart.base, packed = entries.base
+                        let packed = entries.base
                         for r in 0..<n {
-                            let old = Int(o[r])
-                            for e in Int(starts[old])..<Int(starts[old + 1]) {
+                            let range = rowRanges[r]
+                            for e in Int(UInt32(truncatingIfNeeded: range))..<Int(range >> 32) {
                                 let entry = packed[e]
                                 let c = Int(UInt32(truncatingIfNeeded: entry))
                                 let at = cursor[c]
@@ -573,6 +613,100 @@ public struct BlockBuilder {
             }
             properties[intSlot].ints.removeAll()
         }
+    }
+}
+
+extension ColumnKind {
+    /// The column a log value of this tag goes to.
+    @inline(__always)
+    init(_ tag: EventRecord.Tag) {
+        switch tag {
+        case .null: self = .null
+        case .falseValue, .trueValue: self = .bool
+        case .int: self = .int
+        case .double: self = .double
+        case .string: self = .string
+        case .json: self = .json
+        }
+    }
+}
+
+/// One position of `BlockBuilder.keyCache`: a key of at most `capacity` bytes, its id, and
+/// the kind and slot of the value last seen with it. A fresh entry's length (255) matches no
+/// key.
+struct KeyCacheEntry: BitwiseCopyable {
+    static let capacity = 32
+    var bytes: (UInt64, UInt64, UInt64, UInt64) = (0, 0, 0, 0)
+    var length: UInt8 = 255
+    var kind: UInt8 = 0
+    var keyId: Int32 = 0
+    var slot: Int32 = 0
+}
+
+/// Reads a record body by pointer. The builder reads some fifty fields per event, and a
+/// cursor with an end pointer keeps the loop's state in registers where an offset into a
+/// buffer (`ByteReader`) spilled; string lengths, nearly all below 128, take one compare.
+struct RecordCursor {
+    let start: UnsafeRawPointer
+    var position: UnsafeRawPointer
+    let end: UnsafeRawPointer
+
+    init(start: UnsafeRawPointer, count: Int) {
+        self.start = start
+        position = start
+        end = start + count
+    }
+
+    var offset: Int { position - start }
+    var remaining: Int { end - position }
+    var isAtEnd: Bool { position >= end }
+
+    /// A little-endian `i64`; the caller has checked `remaining`.
+    @inline(__always)
+    mutating func int64() -> Int64 {
+        defer { position += 8 }
+        return Int64(littleEndian: position.loadUnaligned(as: Int64.self))
+    }
+
+    /// A byte; the caller has checked `remaining`.
+    @inline(__always)
+    mutating func byteUnchecked() -> UInt8 {
+        defer { position += 1 }
+        return position.load(as: UInt8.self)
+    }
+
+    @inline(__always)
+    mutating func byte() -> UInt8? {
+        guard position < end else { return nil }
+        return byteUnchecked()
+    }
+
+    @inline(__always)
+    mutating func varint() -> UInt64? {
+        if position < end {
+            let b = position.load(as: UInt8.self)
+            if b < 0x80 {
+                position += 1
+                return UInt64(b)
+            }
+        }
+        return longVarint()
+    }
+
+    @inline(never)
+    mutating func longVarint() -> UInt64? {
+        var reader = ByteReader(UnsafeRawBufferPointer(start: position, count: remaining))
+        let value = reader.readVarint()
+        position += reader.offset
+        return value
+    }
+
+    /// A varint length and that many bytes.
+    @inline(__always)
+    mutating func string() -> UnsafeRawBufferPointer? {
+        guard let n = varint(), n <= UInt64(remaining) else { return nil }
+        defer { position += Int(n) }
+        return UnsafeRawBufferPointer(start: position, count: Int(n))
     }
 }
 

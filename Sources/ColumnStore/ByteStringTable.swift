@@ -291,24 +291,28 @@ public struct ByteStringTable: Sendable {
         let n = bytes.count
         guard Int(offsets[id + 1]) - start == n else { return false }
         if n == 0 { return true }
-        return blob.withUnsafeBytes { b in
-            let p = b.baseAddress! + start
-            let q = bytes.baseAddress!
-            // Ids, names and property values are mostly short: two overlapping word compares.
-            if n >= 8 && n <= 16 {
-                return p.loadUnaligned(as: UInt64.self) == q.loadUnaligned(as: UInt64.self)
-                    && (p + n - 8).loadUnaligned(as: UInt64.self) == (q + n - 8).loadUnaligned(as: UInt64.self)
-            }
-            if n >= 4 && n < 8 {
-                return p.loadUnaligned(as: UInt32.self) == q.loadUnaligned(as: UInt32.self)
-                    && (p + n - 4).loadUnaligned(as: UInt32.self) == (q + n - 4).loadUnaligned(as: UInt32.self)
-            }
-            if n < 4 {
-                for i in 0..<n where p.load(fromByteOffset: i, as: UInt8.self) != q.load(fromByteOffset: i, as: UInt8.self) { return false }
-                return true
+        return blob.withUnsafeBytes { b in Self.bytesEqual(b.baseAddress! + start, bytes.baseAddress!, count: n) }
+    }
+
+    /// Whether `count` bytes at `p` and `q` are equal. Ids, names and property values are
+    /// mostly short: up to 32 bytes take at most four overlapping word compares, not a call.
+    @inline(__always)
+    static func bytesEqual(_ p: UnsafeRawPointer, _ q: UnsafeRawPointer, count n: Int) -> Bool {
+        func word(_ x: UnsafeRawPointer, _ at: Int) -> UInt64 { x.loadUnaligned(fromByteOffset: at, as: UInt64.self) }
+        if n >= 8 {
+            if n <= 16 { return word(p, 0) == word(q, 0) && word(p, n - 8) == word(q, n - 8) }
+            if n <= 32 {
+                return word(p, 0) == word(q, 0) && word(p, 8) == word(q, 8) && word(p, n - 16) == word(q, n - 16)
+                    && word(p, n - 8) == word(q, n - 8)
             }
             return memcmp(p, q, n) == 0
         }
+        if n >= 4 {
+            return p.loadUnaligned(as: UInt32.self) == q.loadUnaligned(as: UInt32.self)
+                && p.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self) == q.loadUnaligned(fromByteOffset: n - 4, as: UInt32.self)
+        }
+        for i in 0..<n where p.load(fromByteOffset: i, as: UInt8.self) != q.load(fromByteOffset: i, as: UInt8.self) { return false }
+        return true
     }
 
     public func string(_ id: Int) -> String {

@@ -172,7 +172,7 @@ public struct GlobalDictionary {
         out.append(byte: 0)
         out.append(byte: 0)
         out.append(littleEndian: UInt32(0))  // CRC, patched below
-        let stored = try Codec.zstd.compress(payload.bytes, into: out, level: 3)
+        let stored = try Codec.zstd.compress(payload.bytes, into: out, level: 1)
         (out.base + 12).storeBytes(of: UInt32(stored).littleEndian, as: UInt32.self)
         var crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base, count: 24))
         crc = CRC32C.checksum(UnsafeRawBufferPointer(start: out.base + Self.frameHeaderSize, count: stored), continuing: crc)

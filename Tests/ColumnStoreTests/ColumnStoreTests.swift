@@ -217,6 +217,39 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
         expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
     }
 
+    /// The builder remembers the key and slot seen at each property position per event name;
+    /// these events make that memory wrong in every way it can be: one key with values of
+    /// different types at one position, keys that differ only in the middle or only in
+    /// length, keys too long to remember, an empty key, and more names than it has rows.
+    @Test func propertyKeysAreReadRightWhateverTheKeyCacheHolds() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+        let long = String(repeating: "k", count: 40)
+        let values: [PropertyValue] = [.int(7), .string("seven"), .double(7.5), .bool(true), .null, .json("[7]")]
+        var events: [Event] = []
+        for i in 0..<2_000 {
+            // 24-byte keys alike but for one byte in the middle (words 8..<16), and keys that
+            // are prefixes of one another.
+            let middle = "abcdefgh_" + String(UnicodeScalar(UInt8(97 + i % 3))) + "_ijklmnopqrstu"
+            let keys = [middle, String(middle.prefix(8 + i % 9)), long + String(i % 2), "", "k\(i % 5)"]
+            var properties: [Property] = []
+            for (position, key) in keys.enumerated() {
+                properties.append(Property(key, values[(i + position * 7 + i / 3) % values.count]))
+            }
+            if i % 3 == 0 { properties.swapAt(0, 4) }
+            events.append(Event(
+                name: "name_\(i % 70)", timestamp: dayZero + Int64(i) * 1_000_000, receivedAt: dayZero + Int64(i) * 1_000_000,
+                userId: "user_\(i % 13)", anonymousId: nil, sessionId: nil, botId: nil, clientEventId: nil,
+                timestampClamped: false, properties: properties))
+        }
+        let stored = try await append(events, to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        _ = try #require(try store.compact(log: log))
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
     /// Size-tiered merging: new events of a day merge with its blocks of comparable size; a
     /// few late events make a small block of their own (the day's big block is not
     /// rewritten), which the next few late events merge with; a crowded day merges all.
