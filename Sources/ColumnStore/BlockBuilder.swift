@@ -818,6 +818,7 @@ package enum SequencePrediction {
         let rowBits = UInt64(64 - UInt64(n).leadingZeroBitCount)
         let span = maximum.subtractingReportingOverflow(minimum)
         guard !span.overflow, rowBits < 64, UInt64(span.partialValue) >> (64 - rowBits) == 0 else { return nil }
+        if let order = nearlySortedTimeOrder(timestamps, minimum: minimum, rowBits: rowBits) { return order }
         var keys = [UInt64](unsafeUninitializedCapacity: n) { buffer, count in
             for i in 0..<n { buffer[i] = UInt64(timestamps[i] &- minimum) << rowBits | UInt64(i) }
             count = n
@@ -825,5 +826,63 @@ package enum SequencePrediction {
         RadixSort.sort(&keys)
         let rowMask = (UInt64(1) << rowBits) &- 1
         return keys.map { UInt32(truncatingIfNeeded: $0 & rowMask) }
+    }
+
+    /// The same order for rows that arrived in about time order, as the log's do: rows whose
+    /// timestamp is at least every earlier row's are in place already, the others (late
+    /// events) are sorted apart and merged in. Nil when more than one row in 16 is late; the
+    /// radix sort is then as quick.
+    static func nearlySortedTimeOrder(_ timestamps: UnsafeBufferPointer<Int64>, minimum: Int64, rowBits: UInt64) -> [UInt32]? {
+        let n = timestamps.count
+        let lateLimit = n / 16
+        var late: [UInt64] = []
+        var inPlace = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            var latest = Int64.min
+            count = 0
+            for i in 0..<n {
+                let t = timestamps[i]
+                if t >= latest {
+                    latest = t
+                    buffer[count] = UInt32(i)
+                    count += 1
+                } else {
+                    late.append(UInt64(t &- minimum) << rowBits | UInt64(i))
+                    if late.count > lateLimit { return }
+                }
+            }
+        }
+        guard late.count <= lateLimit else { return nil }
+        if late.isEmpty { return inPlace }
+        RadixSort.sort(&late)
+        // Both lists are in (timestamp, row) order; the packed keys compare that way.
+        let rowMask = (UInt64(1) << rowBits) &- 1
+        return [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+            var a = 0, b = 0, k = 0
+            inPlace.withUnsafeMutableBufferPointer { inPlace in
+                while a < inPlace.count && b < late.count {
+                    let row = inPlace[a]
+                    let key = UInt64(timestamps[Int(row)] &- minimum) << rowBits | UInt64(row)
+                    if key < late[b] {
+                        buffer[k] = row
+                        a += 1
+                    } else {
+                        buffer[k] = UInt32(truncatingIfNeeded: late[b] & rowMask)
+                        b += 1
+                    }
+                    k += 1
+                }
+                while a < inPlace.count {
+                    buffer[k] = inPlace[a]
+                    a += 1
+                    k += 1
+                }
+            }
+            while b < late.count {
+                buffer[k] = UInt32(truncatingIfNeeded: late[b] & rowMask)
+                b += 1
+                k += 1
+            }
+            count = k
+        }
     }
 }

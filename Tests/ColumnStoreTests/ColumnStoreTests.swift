@@ -175,6 +175,26 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
     }
 }
 
+extension SequencePredictionTests {
+    /// Rows in about time order (the log's) take a merge instead of a sort: in-order rows,
+    /// late rows tying with them, a late row before all others, and too many late rows
+    /// (the sort again) all give the (timestamp, row) order.
+    @Test(arguments: [0, 1, 3, 40, 2_000])
+    func timeOrderOfNearlySortedRowsIsTheSortedOrder(lateRows: Int) throws {
+        var rng = SeededRandom(seed: UInt64(lateRows) + 7)
+        let n = 10_000
+        var timestamps = (0..<n).map { Int64($0 / 3) * 1_000 }
+        for _ in 0..<lateRows {
+            let i = Int.random(in: 1..<n, using: &rng)
+            timestamps[i] = timestamps[Int.random(in: 0..<i, using: &rng)] - Int64.random(in: 0...1, using: &rng) * 500
+        }
+        if lateRows > 0 { timestamps[n - 1] = -1 }
+        let expected = (0..<UInt32(n)).sorted { (timestamps[Int($0)], $0) < (timestamps[Int($1)], $1) }
+        let order = try #require(timestamps.withUnsafeBufferPointer { SequencePrediction.timeOrder($0) })
+        #expect(order == expected)
+    }
+}
+
 @Suite struct RadixSortTests {
     /// Keys shaped like the compactor's (a few varying bit ranges, many equal digits) and
     /// fully random ones, short and long, sort exactly as the standard library sorts them.
