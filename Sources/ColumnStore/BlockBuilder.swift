@@ -387,12 +387,15 @@ public struct BlockBuilder {
         guard let byTime = SequencePrediction.timeOrder(timestamps.buffer) else { return (rowOrderByComparison(actors), nil) }
         var rank = [UInt32](repeating: 0, count: n)
         for (r, row) in byTime.enumerated() { rank[Int(row)] = UInt32(r) }
+        // The rank takes only the bits `n` needs: the fewer bits vary, the fewer radix passes.
+        let rankBits = UInt64(64 - UInt64(n).leadingZeroBitCount)
+        let rankMask = (UInt64(1) << rankBits) &- 1
         var keys = [UInt64](unsafeUninitializedCapacity: n) { buffer, count in
-            for i in 0..<n { buffer[i] = UInt64(actors[i]) << 32 | UInt64(rank[i]) }
+            for i in 0..<n { buffer[i] = UInt64(actors[i]) << rankBits | UInt64(rank[i]) }
             count = n
         }
         RadixSort.sort(&keys)
-        var order = keys.map { byTime[Int($0 & 0xFFFF_FFFF)] }
+        var order = keys.map { byTime[Int($0 & rankMask)] }
         var i = 0
         while i < n {
             var end = i + 1
