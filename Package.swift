@@ -35,6 +35,8 @@ let package = Package(
         .systemLibrary(name: "CZstd", pkgConfig: "libzstd", providers: [.apt(["libzstd-dev"])]),
         // CRC-32C on the CPU's instruction, chosen at run time.
         .target(name: "CCRC32C", cSettings: [.unsafeFlags(["-O3"])]),
+        // A cache prefetch hint, which Swift lacks (one inline function).
+        .target(name: "CPrefetch"),
         .target(
             name: "CSimdJSON",
             cxxSettings: [.unsafeFlags(["-O3", "-std=c++17"])],
@@ -51,7 +53,7 @@ let package = Package(
         ),
         .target(
             name: "ColumnStore",
-            dependencies: ["EventLog", .product(name: "Logging", package: "swift-log")],
+            dependencies: ["EventLog", "CPrefetch", .product(name: "Logging", package: "swift-log")],
             swiftSettings: swiftSettings
         ),
         .target(

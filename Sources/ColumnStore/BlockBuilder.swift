@@ -1,6 +1,7 @@
 #if canImport(Glibc)
 import Glibc
 #endif
+import CPrefetch
 public import EventLog
 
 /// The project-wide dictionaries of user and session ids (see ``GlobalDictionary``).
@@ -513,7 +514,11 @@ public struct BlockBuilder {
                 dealtValues.withUnsafeMutableBufferPointer { valuesOut in
                     cursors.withUnsafeMutableBufferPointer { cursor in
                         let packed = entries.base
+                        let ahead = Self.gatherAhead
                         for r in 0..<n {
+                            // The entries of a row a few ahead: rows are read in output order,
+                            // so each one's entries are a cache miss the prefetch overlaps.
+                            if r + ahead < n { tally_prefetch(packed + Int(UInt32(truncatingIfNeeded: rowRanges[r + ahead]))) }
                             let range = rowRanges[r]
                             for e in Int(UInt32(truncatingIfNeeded: range))..<Int(range >> 32) {
                                 let entry = packed[e]
@@ -574,28 +579,46 @@ public struct BlockBuilder {
     }
 
     /// The output rows where `values` (in builder order) is not `none`, and the values there.
+    ///
+    /// Written without a branch per row: whether an optional id is there (an anonymous id on
+    /// a fifth of events, say) is unpredictable, and every row writes its slot and advances
+    /// only when present.
     private func presentGather(_ values: UnsafeBufferPointer<UInt32>, _ order: [UInt32]) -> (present: [UInt32], values: [UInt32]) {
-        var present: [UInt32] = []
+        let n = order.count
+        var found = 0
         var gathered: [UInt32] = []
-        present.reserveCapacity(order.count)
-        gathered.reserveCapacity(order.count)
-        order.withUnsafeBufferPointer { o in
-            for r in o.indices {
-                let v = values[Int(o[r])]
-                if v != Self.none {
-                    present.append(UInt32(r))
-                    gathered.append(v)
+        let present = [UInt32](unsafeUninitializedCapacity: n) { presentOut, presentCount in
+            gathered = [UInt32](unsafeUninitializedCapacity: n) { valuesOut, valuesCount in
+                order.withUnsafeBufferPointer { o in
+                    for r in 0..<n {
+                        if r + Self.gatherAhead < n { tally_prefetch(values.baseAddress! + Int(o[r + Self.gatherAhead])) }
+                        let v = values[Int(o[r])]
+                        presentOut[found] = UInt32(r)
+                        valuesOut[found] = v
+                        found &+= v != Self.none ? 1 : 0
+                    }
                 }
+                valuesCount = found
             }
+            presentCount = found
         }
         return (present, gathered)
     }
+
+    /// How many rows ahead the output-order gathers prefetch: rows are read in an order (by
+    /// person) unrelated to the one they were stored in (arrival), so every read of a large
+    /// column misses the cache unless it was asked for earlier.
+    static let gatherAhead = 16
 
     /// `values` in the order of `order` (output row → builder row).
     private func gather<T: BitwiseCopyable>(_ values: UnsafeBufferPointer<T>, _ order: [UInt32]) -> [T] {
         [T](unsafeUninitializedCapacity: order.count) { buffer, count in
             order.withUnsafeBufferPointer { o in
-                for r in o.indices { buffer[r] = values[Int(o[r])] }
+                let n = o.count
+                for r in 0..<n {
+                    if r + Self.gatherAhead < n { tally_prefetch(values.baseAddress! + Int(o[r + Self.gatherAhead])) }
+                    buffer[r] = values[Int(o[r])]
+                }
             }
             count = order.count
         }

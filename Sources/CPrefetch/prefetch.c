@@ -1,0 +1,3 @@
+// The prefetch hint is an inline function in the header; SwiftPM wants a source file per C
+// target.
+#include "CPrefetch.h"
