@@ -20,7 +20,7 @@ import EventLog
 /// them, up to 255 of at most 32 bytes; once all are taken, strings with other prefixes are
 /// stored as they are. That keeps the form of a string fixed for the table's life, and a table
 /// loaded from its strings in id order numbers its prefixes the same way.
-struct IdPacking: Sendable {
+package struct IdPacking: Sendable {
     static let uuidMarker: UInt8 = 0xFD
     static let packedMarker: UInt8 = 0xFE
     static let escapeMarker: UInt8 = 0xFF
@@ -45,7 +45,7 @@ struct IdPacking: Sendable {
     }
 
     @inline(__always)
-    static func hexValue(_ c: UInt8) -> UInt8? {
+    package static func hexValue(_ c: UInt8) -> UInt8? {
         switch c {
         case 0x30...0x39: c - 0x30
         case 0x61...0x66: c - 0x61 + 10
@@ -95,6 +95,10 @@ struct IdPacking: Sendable {
             return .stored(17)
         }
         var start = n
+        // Eight digits at a time, then byte by byte.
+        while start >= 8, let p = s.baseAddress, Self.hexWord(p.loadUnaligned(fromByteOffset: start - 8, as: UInt64.self)) != nil {
+            start -= 8
+        }
         while start > 0 && Self.hexValue(s[start - 1]) != nil { start -= 1 }
         if (n - start) % 2 == 1 { start += 1 }
         if n - start >= Self.minimumHexDigits && start <= Self.maximumPrefixLength {
@@ -103,6 +107,12 @@ struct IdPacking: Sendable {
                 out.storeBytes(of: UInt8(prefix), toByteOffset: 1, as: UInt8.self)
                 var k = 2
                 var i = start
+                while i + 8 <= n, let p = s.baseAddress {
+                    let values = Self.hexWord(p.loadUnaligned(fromByteOffset: i, as: UInt64.self))!
+                    out.storeBytes(of: Self.packNibbles(values).littleEndian, toByteOffset: k, as: UInt32.self)
+                    k += 4
+                    i += 8
+                }
                 while i < n {
                     out.storeBytes(of: Self.hexValue(s[i])! << 4 | Self.hexValue(s[i + 1])!, toByteOffset: k, as: UInt8.self)
                     k += 1
@@ -124,6 +134,48 @@ struct IdPacking: Sendable {
 
     static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
 
+    // MARK: Eight digits per word
+    //
+    // A session or anonymous id carries 16 hex digits, and the compactor packs every new one;
+    // byte by byte that was 2% of a compaction. These read and write eight digits in one
+    // 64-bit word (first character in the low byte), with per-byte range tests that carry
+    // no bit across bytes: for bytes below 0x80, adding 0x80 - k sets a byte's top bit
+    // exactly when it is at least k.
+
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highBits: UInt64 = 0x8080_8080_8080_8080
+
+    /// The values (0–15, one per byte) of eight lowercase hex digits, or nil if any byte is not one.
+    @inline(__always)
+    package static func hexWord(_ w: UInt64) -> UInt64? {
+        guard w & highBits == 0 else { return nil }
+        func atLeast(_ k: UInt64) -> UInt64 { (w &+ (0x80 &- k) &* ones) & highBits }
+        let digit = atLeast(0x30) & ~atLeast(0x3A)
+        let letter = atLeast(0x61) & ~atLeast(0x67)
+        guard digit | letter == highBits else { return nil }
+        return (w & 0x0F0F_0F0F_0F0F_0F0F) &+ (letter >> 7) &* 9
+    }
+
+    /// Eight nibble values (one per byte) as four bytes, two digits to a byte, the first the
+    /// high nibble.
+    @inline(__always)
+    package static func packNibbles(_ v: UInt64) -> UInt32 {
+        var x = ((v << 4) | (v >> 8)) & 0x00FF_00FF_00FF_00FF
+        x = (x | (x >> 8)) & 0x0000_FFFF_0000_FFFF
+        return UInt32(truncatingIfNeeded: x | (x >> 16))
+    }
+
+    /// Four packed bytes as their eight lowercase hex digits.
+    @inline(__always)
+    package static func unpackNibbles(_ b: UInt32) -> UInt64 {
+        var x = UInt64(b)
+        x = (x | (x << 16)) & 0x0000_FFFF_0000_FFFF
+        x = (x | (x << 8)) & 0x00FF_00FF_00FF_00FF
+        let values = ((x >> 4) & 0x000F_000F_000F_000F) | ((x & 0x000F_000F_000F_000F) << 8)
+        let letters = ((values &+ 0x76 &* ones) & highBits) >> 7
+        return values &+ 0x30 &* ones &+ letters &* 39
+    }
+
     /// Appends the string a stored form stands for to `out`.
     func decode(_ stored: UnsafeRawBufferPointer, appendingTo out: OutputBuffer) {
         guard let first = stored.first, first >= 0xF8 else {
@@ -132,12 +184,21 @@ struct IdPacking: Sendable {
         }
         switch first {
         case Self.uuidMarker, Self.packedMarker:
-            if first == Self.packedMarker { prefixes[Int(stored[1])].withUnsafeBytes { out.append($0) } }
+            var k = first == Self.packedMarker ? 2 : 1
+            if first == Self.packedMarker {
+                prefixes[Int(stored[1])].withUnsafeBytes { out.append($0) }
+                out.reserve(2 * (stored.count - k))
+                while k + 4 <= stored.count {
+                    let word = Self.unpackNibbles(UInt32(littleEndian: stored.loadUnaligned(fromByteOffset: k, as: UInt32.self)))
+                    out.append(littleEndian: word)
+                    k += 4
+                }
+            }
             let digits = Self.hexDigits
-            for k in (first == Self.packedMarker ? 2 : 1)..<stored.count {
-                if first == Self.uuidMarker && (k == 5 || k == 7 || k == 9 || k == 11) { out.append(byte: 0x2D) }
-                out.append(byte: digits[Int(stored[k] >> 4)])
-                out.append(byte: digits[Int(stored[k] & 15)])
+            for i in k..<stored.count {
+                if first == Self.uuidMarker && (i == 5 || i == 7 || i == 9 || i == 11) { out.append(byte: 0x2D) }
+                out.append(byte: digits[Int(stored[i] >> 4)])
+                out.append(byte: digits[Int(stored[i] & 15)])
             }
         default:
             out.append(UnsafeRawBufferPointer(rebasing: stored[1...]))

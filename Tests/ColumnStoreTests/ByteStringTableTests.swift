@@ -115,6 +115,28 @@ import Testing
         return out + out.shuffled(using: &rng)  // every id twice
     }
 
+    /// The word-at-a-time digit tests and conversions agree with the byte-at-a-time ones on
+    /// every byte value in every position, and packing then unpacking gives the digits back.
+    @Test func hexDigitsReadAndWrittenEightAtATimeMatchOneAtATime() {
+        var rng = SeededRandom(seed: 47)
+        let digits = Array("0123456789abcdef".utf8)
+        for round in 0..<20_000 {
+            var bytes = (0..<8).map { _ in digits.randomElement(using: &rng)! }
+            if round % 2 == 1 { bytes[Int.random(in: 0..<8, using: &rng)] = UInt8(round / 2 % 256) }
+            let word = bytes.withUnsafeBytes { $0.loadUnaligned(as: UInt64.self) }
+            let scalar = bytes.map(IdPacking.hexValue)
+            guard let values = IdPacking.hexWord(word) else {
+                #expect(scalar.contains(nil), "\(bytes) are all hex digits")
+                continue
+            }
+            #expect(!scalar.contains(nil), "\(bytes) are not all hex digits")
+            let expected = (0..<4).map { scalar[2 * $0]! << 4 | scalar[2 * $0 + 1]! }
+            let packed = IdPacking.packNibbles(values)
+            #expect(withUnsafeBytes(of: packed.littleEndian, Array.init) == expected)
+            #expect(withUnsafeBytes(of: IdPacking.unpackNibbles(packed).littleEndian, Array.init) == bytes)
+        }
+    }
+
     @Test func aTableThatPacksIdsAgreesWithOneThatDoesNot() {
         var rng = SeededRandom(seed: 46)
         let ids = Self.idShapes(&rng)
