@@ -128,8 +128,12 @@ public struct BatchHeader: Equatable, Sendable {
         return .success(header)
     }
 
-    /// Parses the header at the start of `bytes` and checks the payload that follows.
-    public static func parseFrame(_ bytes: UnsafeRawBufferPointer) -> Result<(BatchHeader, UnsafeRawBufferPointer), Problem> {
+    /// Parses the header at the start of `bytes` and checks the payload that follows (its
+    /// length always, its checksum when `checksPayload`: a reader that skips most batches by
+    /// header checks only the payloads it reads, with `checkPayload`).
+    public static func parseFrame(
+        _ bytes: UnsafeRawBufferPointer, checksPayload: Bool = true
+    ) -> Result<(BatchHeader, UnsafeRawBufferPointer), Problem> {
         switch parse(bytes) {
         case .failure(let p): return .failure(p)
         case .success(let header):
@@ -138,12 +142,16 @@ public struct BatchHeader: Equatable, Sendable {
                 return .failure(.truncatedPayload(expected: Int(header.payloadLength), available: available))
             }
             let payload = UnsafeRawBufferPointer(rebasing: bytes[size..<size + Int(header.payloadLength)])
-            let crc = CRC32C.checksum(payload)
-            guard crc == header.payloadChecksum else {
-                return .failure(.payloadChecksumMismatch(stored: header.payloadChecksum, computed: crc))
-            }
+            if checksPayload, case .failure(let problem) = header.checkPayload(payload) { return .failure(problem) }
             return .success((header, payload))
         }
+    }
+
+    /// Whether `payload` is the one this header's checksum was taken of.
+    public func checkPayload(_ payload: UnsafeRawBufferPointer) -> Result<Void, Problem> {
+        let crc = CRC32C.checksum(payload)
+        guard crc == payloadChecksum else { return .failure(.payloadChecksumMismatch(stored: payloadChecksum, computed: crc)) }
+        return .success(())
     }
 
     /// Decompresses a checked payload into a fresh buffer of `uncompressedLength` bytes.

@@ -44,8 +44,11 @@ public struct LogReader {
         return nil
     }
 
-    /// The next batch at or after the start sequence; its payload is decompressed only when
-    /// `decompressing` says so (nil otherwise), so a scan can skip batches by header.
+    /// The next batch at or after the start sequence; its payload is checksummed and
+    /// decompressed only when `decompressing` says so (nil otherwise), so a scan can skip
+    /// batches by header. The header has a checksum of its own, so a batch is skipped only
+    /// for what it really holds: the compactor's workers, which split the days between them,
+    /// each check exactly the batches they read, and every batch is read by one of them.
     public mutating func nextBatch(decompressing: (BatchHeader) -> Bool) throws -> (BatchHeader, [UInt8]?)? {
         while segmentIndex < snapshot.segments.count {
             let segment = snapshot.segments[segmentIndex]
@@ -64,7 +67,7 @@ public struct LogReader {
                 var buffer = payloadBuffer
                 payloadBuffer = []
                 let result: Result<(BatchHeader, [UInt8]?), BatchHeader.Problem> = try {
-                    switch BatchHeader.parseFrame(UnsafeRawBufferPointer(rebasing: bytes[offset...])) {
+                    switch BatchHeader.parseFrame(UnsafeRawBufferPointer(rebasing: bytes[offset...]), checksPayload: false) {
                     case .failure(let p): return .failure(p)
                     case .success(let (header, payload)):
                         guard header.firstSequence == expectedSequence else {
@@ -72,6 +75,7 @@ public struct LogReader {
                         }
                         if header.endSequence <= startSequence { return .success((header, nil)) }
                         guard decompressing(header) else { return .success((header, [])) }
+                        if case .failure(let problem) = header.checkPayload(payload) { return .failure(problem) }
                         try header.decompress(payload, into: &buffer)
                         return .success((header, buffer))
                     }

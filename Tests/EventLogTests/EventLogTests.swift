@@ -245,6 +245,32 @@ import Testing
         #expect(result.problems.first?.message.contains("payload CRC32C mismatch") == true)
     }
 
+    /// A reader checks the payload checksum of exactly the batches it decompresses: one
+    /// that skips a damaged batch by its header (whose own checksum holds) reads past it,
+    /// one that reads the batch stops there (in an offline log, as at a torn tail).
+    @Test func readersChecksumTheBatchesTheyDecompress() async throws {
+        let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
+        let (offsets, counts, _) = try await buildLog(dir.path, batches: 4, seed: 5)
+        let segment = dir.path + "/" + SegmentName.fileName(firstSequence: 0)
+        var bytes = try FileIO.readFile(segment)
+        bytes[offsets[2] + BatchHeader.size + 3] ^= 0x10
+        try FileIO.writeAtomically(bytes, to: segment)
+        let damaged = UInt64(counts[0] + counts[1])
+        func read(skippingDamaged: Bool) throws -> [(first: UInt64, decompressed: Bool)] {
+            var reader = try LogReader.offline(directory: dir.path)
+            var seen: [(UInt64, Bool)] = []
+            while let (header, payload) = try reader.nextBatch(decompressing: { !skippingDamaged || $0.firstSequence != damaged }) {
+                seen.append((header.firstSequence, payload != nil))
+            }
+            return seen
+        }
+        let skipping = try read(skippingDamaged: true)
+        #expect(skipping.map(\.first) == [0, UInt64(counts[0]), damaged, damaged + UInt64(counts[2])])
+        #expect(skipping.map(\.decompressed) == [true, true, false, true])
+        #expect(try read(skippingDamaged: false).map(\.first) == [0, UInt64(counts[0])])
+    }
+
     @Test func aSegmentTornWhileBeingCreatedIsRemoved() async throws {
         let dir = TemporaryDirectory()
         defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
