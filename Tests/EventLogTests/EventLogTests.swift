@@ -230,14 +230,20 @@ import Testing
         }
     }
 
-    @Test func verifyReportsCorruptionWithFileAndOffset() async throws {
-        let dir = TemporaryDirectory()
-        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
-        let (offsets, _, _) = try await buildLog(dir.path, batches: 4, seed: 3)
-        let segment = dir.path + "/" + SegmentName.fileName(firstSequence: 0)
+    /// Builds a log of four batches and flips one bit in the payload of the third.
+    func buildLogWithADamagedPayload(_ path: String, seed: UInt64) async throws -> (segment: String, offsets: [Int], counts: [Int]) {
+        let (offsets, counts, _) = try await buildLog(path, batches: 4, seed: seed)
+        let segment = path + "/" + SegmentName.fileName(firstSequence: 0)
         var bytes = try FileIO.readFile(segment)
         bytes[offsets[2] + BatchHeader.size + 3] ^= 0x10
         try FileIO.writeAtomically(bytes, to: segment)
+        return (segment, offsets, counts)
+    }
+
+    @Test func verifyReportsCorruptionWithFileAndOffset() async throws {
+        let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
+        let (segment, offsets, _) = try await buildLogWithADamagedPayload(dir.path, seed: 3)
         let result = try LogVerifier.verify(directory: dir.path)
         #expect(result.problems.count == 1)
         #expect(result.problems.first?.file == segment)
@@ -251,11 +257,7 @@ import Testing
     @Test func readersChecksumTheBatchesTheyDecompress() async throws {
         let dir = TemporaryDirectory()
         defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
-        let (offsets, counts, _) = try await buildLog(dir.path, batches: 4, seed: 5)
-        let segment = dir.path + "/" + SegmentName.fileName(firstSequence: 0)
-        var bytes = try FileIO.readFile(segment)
-        bytes[offsets[2] + BatchHeader.size + 3] ^= 0x10
-        try FileIO.writeAtomically(bytes, to: segment)
+        let (_, _, counts) = try await buildLogWithADamagedPayload(dir.path, seed: 5)
         let damaged = UInt64(counts[0] + counts[1])
         func read(skippingDamaged: Bool) throws -> [(first: UInt64, decompressed: Bool)] {
             var reader = try LogReader.offline(directory: dir.path)
