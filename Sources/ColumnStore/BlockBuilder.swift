@@ -862,7 +862,7 @@ package enum SequencePrediction {
         let n = timestamps.count
         let lateLimit = n / 16
         var late: [UInt64] = []
-        var inPlace = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
+        let inPlace = [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
             var latest = Int64.min
             count = 0
             for i in 0..<n {
@@ -884,7 +884,7 @@ package enum SequencePrediction {
         let rowMask = (UInt64(1) << rowBits) &- 1
         return [UInt32](unsafeUninitializedCapacity: n) { buffer, count in
             var a = 0, b = 0, k = 0
-            inPlace.withUnsafeMutableBufferPointer { inPlace in
+            inPlace.withUnsafeBufferPointer { inPlace in
                 while a < inPlace.count && b < late.count {
                     let row = inPlace[a]
                     let key = UInt64(timestamps[Int(row)] &- minimum) << rowBits | UInt64(row)
