@@ -15,6 +15,11 @@ public struct CompactionSettings: Sendable {
     public var maxAgeSeconds = 300
     /// How often the thresholds are checked (seconds).
     public var checkIntervalSeconds = 5.0
+    /// Compaction's share of its threads' wall time while other work keeps the machine busy
+    /// (1 turns pacing off); see `LoadPacer`.
+    public var busyShare = 0.25
+    /// Events waiting in the log at which compaction stops yielding to other work.
+    public var backlogLimit = 20_000_000
     /// One thread by default: the compactor runs beside ingest and must not take its cores.
     public var options: CompactionOptions = {
         var options = CompactionOptions()
@@ -38,12 +43,23 @@ final class BackgroundCompactor: @unchecked Sendable {
     private var stopping = false
     private var finished = false
     private var lastRun: [String: UInt64] = [:]
+    private let pacer: LoadPacer?
+    private let options: CompactionOptions
 
     init(logs: ProjectLogs, settings: CompactionSettings, logger: Logger, metrics: ServerMetrics) {
         self.logs = logs
         self.settings = settings
         self.logger = logger
         self.metrics = metrics
+        var options = settings.options
+        if settings.busyShare < 1 {
+            let pacer = LoadPacer(busyShare: settings.busyShare, backlogLimit: settings.backlogLimit)
+            options.pacer = pacer
+            self.pacer = pacer
+        } else {
+            pacer = nil
+        }
+        self.options = options
     }
 
     func start() {
@@ -71,6 +87,7 @@ final class BackgroundCompactor: @unchecked Sendable {
 
     /// Finishes the round in progress (a round is bounded), then returns.
     func stop() {
+        pacer?.stop()
         condition.lock()
         stopping = true
         condition.broadcast()
@@ -112,7 +129,8 @@ final class BackgroundCompactor: @unchecked Sendable {
             let pending = Int(log.durableSequence) - Int(store.manifest.compactedThrough)
             let aged = now - last >= UInt64(settings.maxAgeSeconds) * 1_000_000_000
             guard pending >= settings.minEvents || (pending > 0 && aged) else { return }
-            while !isStopping, let round = try store.compact(log: log, options: settings.options) {
+            pacer?.beginRound(backlog: pending)
+            while !isStopping, let round = try store.compact(log: log, options: options) {
                 metrics.recordCompaction(events: round.events, bytes: round.bytesWritten)
                 logger.info(
                     "compacted",
@@ -121,7 +139,9 @@ final class BackgroundCompactor: @unchecked Sendable {
                         "blocks_replaced": "\(round.blocksReplaced)", "segments_removed": "\(round.segmentsRemoved)",
                         "through": "\(round.through)",
                     ])
-                if Int(log.durableSequence) - Int(store.manifest.compactedThrough) < settings.minEvents { break }
+                let waiting = Int(log.durableSequence) - Int(store.manifest.compactedThrough)
+                if waiting < settings.minEvents { break }
+                pacer?.beginRound(backlog: waiting)
             }
             lastRun[project] = monotonicNanos()
         } catch {

@@ -433,7 +433,7 @@ public struct BlockBuilder {
 
     public mutating func finish(
         codec: Codec, level: Int32, userDictionaryCount: UInt32, sessionDictionaryCount: UInt32,
-        createdAt: Int64 = currentMicros()
+        createdAt: Int64 = currentMicros(), pacer: (any CompactionPacer)? = nil
     ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
         precondition(globalIdsResolved || rows == 0 || (localUsers.count == 0 && localSessions.count == 0),
             "resolveGlobalIds must run before finish")
@@ -442,7 +442,7 @@ public struct BlockBuilder {
         let (order, byTime) = rowOrder()
         var inverse = [UInt32](repeating: 0, count: rows)
         for (r, old) in order.enumerated() { inverse[Int(old)] = UInt32(r) }
-        let writer = BlockWriter(codec: codec, level: level, rows: rows)
+        let writer = BlockWriter(codec: codec, level: level, rows: rows, pacer: pacer)
         let n = rows
 
         let ts = gather(timestamps.buffer, order)

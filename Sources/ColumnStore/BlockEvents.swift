@@ -63,8 +63,10 @@ extension BlockFile {
 extension BlockFile {
     /// The same block with every chunk recompressed by `codec`: how the compactor moves days
     /// past the cold age from LZ4 to Zstd without decoding a single value.
-    public func recompressed(codec: Codec, level: Int32) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
-        let writer = BlockWriter(codec: codec, level: level, rows: rows)
+    public func recompressed(
+        codec: Codec, level: Int32, pacer: (any CompactionPacer)? = nil
+    ) throws -> (bytes: OutputBuffer, footer: BlockFooter) {
+        let writer = BlockWriter(codec: codec, level: level, rows: rows, pacer: pacer)
         var footer = self.footer
         for c in footer.columns.indices {
             for k in footer.columns[c].chunks.indices {

@@ -12,11 +12,14 @@ final class BlockWriter {
     let out: OutputBuffer
     private(set) var columns: [ColumnDescriptor] = []
     private let scratch = OutputBuffer(capacity: 1 << 16)
+    /// Chunks are the unit of work a paced compaction may pause after.
+    private var pacing: PacedWork
 
-    init(codec: Codec, level: Int32, rows: Int) {
+    init(codec: Codec, level: Int32, rows: Int, pacer: (any CompactionPacer)? = nil) {
         self.codec = codec
         self.level = level
         self.rows = rows
+        pacing = PacedWork(pacer)
         out = OutputBuffer(capacity: max(1 << 16, rows * 16))
         BlockLayout.header().withUnsafeBytes { out.append($0) }
     }
@@ -36,9 +39,11 @@ final class BlockWriter {
         }
         if used == .none { out.append(raw) }
         let stored = UnsafeRawBufferPointer(start: out.base + offset, count: out.count - offset)
-        return ChunkDescriptor(
+        let descriptor = ChunkDescriptor(
             role: role, codec: used, offset: UInt64(offset), storedSize: UInt32(stored.count), rawSize: UInt32(raw.count),
             checksum: CRC32C.checksum(stored))
+        pacing.checkpoint()
+        return descriptor
     }
 
     /// The presence chunk of a column with values at `presentRows` (ascending), choosing the

@@ -31,6 +31,8 @@ public struct CompactionOptions: Sendable {
     /// Threads reading and encoding a round. The server uses one, at lowered priority, so
     /// that ingest keeps its cores; `tally compact` uses every core.
     public var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Holds every compaction thread back between units of work; see `CompactionPacer`.
+    public var pacer: (any CompactionPacer)?
 
     public init() {}
 
@@ -178,6 +180,7 @@ extension ColumnStore {
         var part = RoundPart()
         var days = DayBuilders { day in Int(UInt32(bitPattern: day) % UInt32(workers)) == worker }
         var reader = LogReader(snapshot: snapshot, from: from)
+        var pacing = PacedWork(options.pacer)
         // A batch none of whose days fall to this worker is not decompressed: in a log
         // written in time order most batches hold one day, so each is read by one worker.
         let owned = { (header: BatchHeader) in days.acceptsSomeDay(from: header.minTimestamp, through: header.maxTimestamp) }
@@ -185,6 +188,7 @@ extension ColumnStore {
             if header.firstSequence >= through { break }
             guard let payload else { continue }
             try days.add(header, payload: payload, range: from..<through)
+            pacing.checkpoint()
         }
         part.builders = days.builders
         part.events = days.events
@@ -201,6 +205,7 @@ extension ColumnStore {
             for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
                 guard crowded || Int(entry.rows) <= total * options.mergeRatio else { break }
                 try part.builders[i].append(block: open[index])
+                pacing.checkpoint()
                 total += Int(entry.rows)
                 part.replaced.append(entry)
             }
@@ -224,12 +229,14 @@ extension ColumnStore {
         return try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedBuilders(builders: buffer.baseAddress!)
             let resolver = Thread {
+                var pacing = PacedWork(options.pacer)
                 do {
                     // Session ids rarely span days, so nearly every per-block one is new.
                     dictionaries.sessions.reserve(additional: (0..<count).reduce(0) { $0 + shared.builders[$1].localSessions.count })
                     for i in 0..<count {
                         try shared.builders[i].resolveGlobalIds(dictionaries)
                         resolved.publish(i, users: UInt32(dictionaries.users.count), sessions: UInt32(dictionaries.sessions.count))
+                        pacing.checkpoint()
                     }
                     try faults?.check("persist dictionaries")
                     try dictionaries.users.persist()
@@ -245,7 +252,8 @@ extension ColumnStore {
                 let (users, sessions) = try resolved.wait(for: i)
                 let codec = codecs[i]
                 let (bytes, footer) = try shared.builders[i].finish(
-                    codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions)
+                    codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions,
+                    pacer: options.pacer)
                 try self.writeBlockFile(bytes.bytes, name: names[i], faults: faults)
                 return self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec)
             }
@@ -269,7 +277,7 @@ extension ColumnStore {
         where options.codec(forDay: entry.day, today: today) == options.coldCodec && entry.codec != options.coldCodec {
             if replaced.count >= options.recompressPerRound { break }
             let codec = options.coldCodec
-            let (bytes, footer) = try open[index].recompressed(codec: codec, level: options.level(codec))
+            let (bytes, footer) = try open[index].recompressed(codec: codec, level: options.level(codec), pacer: options.pacer)
             let name = Self.blockName(day: entry.day, generation: generation)
             guard !added.contains(where: { $0.name == name }) else { continue }
             try writeBlockFile(bytes.bytes, name: name, faults: faults)

@@ -85,6 +85,10 @@ struct Serve: AsyncParsableCommand {
     var compactMaxAge: String?
     @Option(help: "How often to check whether to compact, in seconds (env TALLY_COMPACT_INTERVAL; default 5).")
     var compactInterval: Double?
+    @Option(help: "Share of its time compaction works while the machine is busy with other work; 1 for no pacing (env TALLY_COMPACT_BUSY_SHARE; default 0.25).")
+    var compactBusyShare: Double?
+    @Option(help: "Events waiting in the log at which compaction stops yielding to a busy machine (env TALLY_COMPACT_BACKLOG_LIMIT; default 20000000).")
+    var compactBacklogLimit: Int?
     @Option(help: "Recompress blocks of days older than this with zstd (env TALLY_COLD_AFTER_DAYS; default 7).")
     var coldAfterDays: Int?
     @Option(help: "Cancel funnels, cohorts and other analytics after this many seconds (env TALLY_ANALYTICS_TIMEOUT; default 30).")
@@ -138,6 +142,14 @@ struct Serve: AsyncParsableCommand {
         if let text = compactInterval.map({ String($0) }) ?? environment("COMPACT_INTERVAL") {
             guard let v = Double(text), v > 0, v <= 86_400 else { throw CLIError("--compact-interval: \"\(text)\" is not a number of seconds") }
             config.compaction.checkIntervalSeconds = v
+        }
+        if let text = compactBusyShare.map({ String($0) }) ?? environment("COMPACT_BUSY_SHARE") {
+            guard let v = Double(text), v > 0, v <= 1 else { throw CLIError("--compact-busy-share: \"\(text)\" is not a share above 0 and at most 1") }
+            config.compaction.busyShare = v
+        }
+        if let text = compactBacklogLimit.map(String.init) ?? environment("COMPACT_BACKLOG_LIMIT") {
+            guard let v = Int(text), v > 0 else { throw CLIError("--compact-backlog-limit: \"\(text)\" is not a positive number of events") }
+            config.compaction.backlogLimit = v
         }
         if let text = coldAfterDays.map(String.init) ?? environment("COLD_AFTER_DAYS") {
             guard let v = Int(text), v >= 0 else { throw CLIError("--cold-after-days: \"\(text)\" is not a number of days") }

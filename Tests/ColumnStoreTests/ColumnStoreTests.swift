@@ -2,6 +2,7 @@ import ColumnStore
 import EventLog
 import Foundation
 import Logging
+import Synchronization
 import TallyTestSupport
 import Testing
 
@@ -368,6 +369,34 @@ extension SequencePredictionTests {
             if failAt >= 200 { break }
         }
         #expect(failAt > 10, "the protocol has at least ten durable steps")
+    }
+
+    /// A paced compaction offers every thread's work to its pacer in slices (reading the
+    /// log, resolving ids and encoding chunks all call it), and pausing changes nothing in
+    /// what is written.
+    @Test func pacedCompactionOffersItsWorkAndWritesTheSame() async throws {
+        final class RecordingPacer: CompactionPacer {
+            let offered = Mutex<[UInt64]>([])
+            func pause(afterWorking cpuNanos: UInt64) {
+                offered.withLock { $0.append(cpuNanos) }
+                usleep(200)
+            }
+        }
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let stored = try await append(storeTestEvents(count: 20_000, days: 3, seed: 21), to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        let pacer = RecordingPacer()
+        var options = CompactionOptions()
+        options.pacer = pacer
+        options.threads = 1
+        let round = try #require(try store.compact(log: log, options: options))
+        #expect(round.events == 20_000)
+        let offered = pacer.offered.withLock { $0 }
+        #expect(!offered.isEmpty, "a compaction of this size takes many slices")
+        #expect(offered.allSatisfy { $0 >= 10_000_000 }, "work is offered in slices of at least 10 ms of CPU")
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
     }
 
     @Test func coldDaysAreRecompressedWithZstd() async throws {
