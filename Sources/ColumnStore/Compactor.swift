@@ -152,7 +152,10 @@ extension ColumnStore {
         let today = BlockBuilder.day(ofMicros: currentMicros())
         let codecs = builders.map { options.codec(forDay: $0.day, today: today) }
         let names = builders.map { Self.blockName(day: $0.day, generation: generation) }
-        let added = try finishInParallel(&builders, codecs: codecs, names: names, options: options, faults: faults)
+        // The rounds left, this one included: the later ones will add sessions at its rate.
+        let rounds = min(16, Double(snapshot.durableSequence - from) / Double(max(1, through - from)))
+        let added = try finishInParallel(
+            &builders, codecs: codecs, names: names, expectedRounds: rounds, options: options, faults: faults)
         phase(\.encodeNanos)
         round.bytesWritten = added.reduce(0) { $0 + Int($1.bytes) }
         round.blocksWritten = added.count
@@ -221,7 +224,8 @@ extension ColumnStore {
     /// persists the dictionaries while the encoders are still busy: the serial part of a
     /// round hides behind the parallel one instead of following it.
     private func finishInParallel(
-        _ builders: inout [BlockBuilder], codecs: [Codec], names: [String], options: CompactionOptions, faults: FaultInjector?
+        _ builders: inout [BlockBuilder], codecs: [Codec], names: [String], expectedRounds: Double, options: CompactionOptions,
+        faults: FaultInjector?
     ) throws -> [BlockEntry] {
         let count = builders.count
         let dictionaries = self.dictionaries
@@ -231,8 +235,12 @@ extension ColumnStore {
             let resolver = Thread {
                 var pacing = PacedWork(options.pacer)
                 do {
-                    // Session ids rarely span days, so nearly every per-block one is new.
-                    dictionaries.sessions.reserve(additional: (0..<count).reduce(0) { $0 + shared.builders[$1].localSessions.count })
+                    // Session ids rarely span days, so nearly every per-block one is new. Room
+                    // is made for the backlog's sessions too (up to 16 rounds of them): a
+                    // large table grows by half, and growing it a little every round of a long
+                    // compaction rehashed millions of sessions each time.
+                    let sessions = (0..<count).reduce(0) { $0 + shared.builders[$1].localSessions.count }
+                    dictionaries.sessions.reserve(additional: Int(Double(sessions) * max(1, expectedRounds)))
                     for i in 0..<count {
                         try shared.builders[i].resolveGlobalIds(dictionaries)
                         resolved.publish(i, users: UInt32(dictionaries.users.count), sessions: UInt32(dictionaries.sessions.count))
