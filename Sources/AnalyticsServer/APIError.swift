@@ -20,6 +20,12 @@ public struct APIError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let reply = self.reply
+        return Response(status: reply.status, headers: reply.headers, body: .init(byteBuffer: reply.body))
+    }
+
+    /// The error's answer, for the router and for the ingest fast path alike.
+    var reply: IngestReply {
         let out = OutputBuffer(capacity: 128)
         let w = JSONWriter(out)
         w.raw(#"{"error":{"code":"#)
@@ -33,10 +39,18 @@ public struct APIError: HTTPResponseError, Sendable {
         w.raw("}}")
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: out.bytes)))
+        return IngestReply(status: status, headers: headers, body: ByteBuffer(bytes: out.bytes))
     }
 
     static func unauthorized(_ message: String) -> APIError {
         APIError(.unauthorized, "unauthorized", message, headers: [.wwwAuthenticate: "Bearer"])
     }
+}
+
+/// An answer as status, headers and body: what both the router (as a `Response`) and the
+/// ingest fast path (as response parts written to the channel) send.
+struct IngestReply: Sendable {
+    var status: HTTPResponse.Status
+    var headers: HTTPFields
+    var body: ByteBuffer
 }

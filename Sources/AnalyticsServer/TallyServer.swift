@@ -63,6 +63,7 @@ public final class TallyServer: Sendable {
     public func makeApplication(onServerRunning: @escaping @Sendable (any Channel) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(
             router: makeRouter(),
+            server: .http1(configuration: .init(additionalChannelHandlers: [IngestFastPath(server: self)])),
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "tally"),
             services: [MaintenanceService(server: self)],
             onServerRunning: onServerRunning,
@@ -78,9 +79,13 @@ public final class TallyServer: Sendable {
 
     /// The key behind the request's bearer token, if it may do what `scope` covers.
     func authorize(_ request: Request, scope required: Scope) throws -> APIKey {
+        try authorize(headers: request.headers, scope: required)
+    }
+
+    func authorize(headers: HTTPFields, scope required: Scope) throws -> APIKey {
         // The first Authorization field (it is a singleton field); the subscript getter
         // would join every field of the name into a new string, on every request.
-        guard let header = request.headers.first(where: { $0.name == .authorization })?.value else {
+        guard let header = headers.first(where: { $0.name == .authorization })?.value else {
             throw APIError.unauthorized("missing Authorization header; send \"Authorization: Bearer <token>\"")
         }
         // The scheme is case-insensitive (RFC 9110 §11.1); compared byte by byte because this
@@ -118,53 +123,99 @@ public final class TallyServer: Sendable {
 
     // MARK: - Ingest
 
+    /// The ingest routes as Hummingbird serves them: requests the connection's fast path
+    /// (`IngestFastPath`) leaves to the router, such as those in HummingbirdTesting's
+    /// router mode.
     func ingest(_ request: Request, context: BasicRequestContext, batch: Bool) async throws -> Response {
-        let key = try authorize(request, scope: .write)
-        let headers = try rateLimit(batch ? .batch : .track, key: key)
-        let limit = batch ? configuration.ingest.maxBatchBytes : configuration.ingest.maxEventBytes
         var request = request
-        let body: ByteBuffer
+        var body: ByteBuffer?
         do {
-            body = try await request.collectBody(upTo: limit)
+            body = try await request.collectBody(upTo: ingestBodyLimit(batch: batch))
         } catch is NIOTooManyBytesError {
-            throw APIError(
-                .contentTooLarge, batch ? "payload_too_large" : "event_too_large",
-                "request body is larger than \(limit) bytes", headers: headers)
+            body = nil
         }
-        let log: EventLog
-        do {
-            log = try logs.log(for: key.projectId)
-        } catch {
-            logger.error("cannot open project log", metadata: ["project": "\(key.projectId)", "error": "\(error)"])
-            throw APIError(.serviceUnavailable, "storage_unavailable", "the project's event log cannot be opened", headers: headers)
+        let reply = await withCheckedContinuation { continuation in
+            ingest(headers: request.headers, body: body, batch: batch) { continuation.resume(returning: $0) }
         }
-        let prepared: Ingestor.PreparedRequest
-        do {
-            do {
-                prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
-            } catch is IdempotencyIndexNotReady {
-                // Just restarted: client ids can be checked once the index has loaded.
-                await log.idempotency.waitUntilReady()
-                prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
-            }
-        } catch let error as IngestRequestError {
-            throw APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)
-        }
-        let results: [IngestedEventResult]
-        do {
-            results = try await ingestor.complete(prepared, into: log)
-        } catch EventLogError.closed {
-            throw APIError(.serviceUnavailable, "shutting_down", "the server is shutting down; retry shortly", headers: headers)
-        } catch {
-            logger.error("event log append failed", metadata: ["project": "\(key.projectId)", "error": "\(error)"])
-            var h = headers
-            h[.retryAfter] = "1"
-            throw APIError(.serviceUnavailable, "storage_unavailable", "events could not be made durable; none were stored", headers: h)
-        }
-        return batch ? batchResponse(results, headers: headers) : try singleResponse(results[0], headers: headers)
+        return Response(status: reply.status, headers: reply.headers, body: .init(byteBuffer: reply.body))
     }
 
-    func singleResponse(_ result: IngestedEventResult, headers: HTTPFields) throws -> Response {
+    func ingestBodyLimit(batch: Bool) -> Int {
+        batch ? configuration.ingest.maxBatchBytes : configuration.ingest.maxEventBytes
+    }
+
+    /// Everything an ingest request does once its body is read (`nil`: it was over the
+    /// limit), in the order clients see: authentication, rate limit, size, validation, then
+    /// the append. `completion` gets the answer: at once for an error, else on the log's
+    /// writer thread once the events are durable.
+    func ingest(headers: HTTPFields, body: ByteBuffer?, batch: Bool, completion: @escaping @Sendable (IngestReply) -> Void) {
+        do {
+            let key = try authorize(headers: headers, scope: .write)
+            let replyHeaders = try rateLimit(batch ? .batch : .track, key: key)
+            guard let body else {
+                throw APIError(
+                    .contentTooLarge, batch ? "payload_too_large" : "event_too_large",
+                    "request body is larger than \(ingestBodyLimit(batch: batch)) bytes", headers: replyHeaders)
+            }
+            let log: EventLog
+            do {
+                log = try logs.log(for: key.projectId)
+            } catch {
+                logger.error("cannot open project log", metadata: ["project": "\(key.projectId)", "error": "\(error)"])
+                throw APIError(.serviceUnavailable, "storage_unavailable", "the project's event log cannot be opened", headers: replyHeaders)
+            }
+            append(body, batch: batch, project: key.projectId, to: log, headers: replyHeaders, completion: completion)
+        } catch {
+            completion(Self.reply(error))
+        }
+    }
+
+    private func append(
+        _ body: ByteBuffer, batch: Bool, project: String, to log: EventLog, headers: HTTPFields,
+        completion: @escaping @Sendable (IngestReply) -> Void
+    ) {
+        let prepared: Ingestor.PreparedRequest
+        do {
+            prepared = try body.withUnsafeReadableBytes { try ingestor.prepare(body: $0, batch: batch, for: log) }
+        } catch is IdempotencyIndexNotReady {
+            // Just restarted: client ids can be checked once the index has loaded.
+            Task {
+                await log.idempotency.waitUntilReady()
+                self.append(body, batch: batch, project: project, to: log, headers: headers, completion: completion)
+            }
+            return
+        } catch let error as IngestRequestError {
+            completion(Self.reply(APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)))
+            return
+        } catch {
+            completion(Self.reply(error))
+            return
+        }
+        ingestor.complete(prepared, into: log) { result in
+            switch result {
+            case .success(let results):
+                do {
+                    completion(batch ? self.batchReply(results, headers: headers) : try self.singleReply(results[0], headers: headers))
+                } catch {
+                    completion(Self.reply(error))
+                }
+            case .failure(EventLogError.closed):
+                completion(Self.reply(APIError(.serviceUnavailable, "shutting_down", "the server is shutting down; retry shortly", headers: headers)))
+            case .failure(let error):
+                self.logger.error("event log append failed", metadata: ["project": "\(project)", "error": "\(error)"])
+                var h = headers
+                h[.retryAfter] = "1"
+                completion(Self.reply(APIError(.serviceUnavailable, "storage_unavailable", "events could not be made durable; none were stored", headers: h)))
+            }
+        }
+    }
+
+    /// The answer for an error thrown while ingesting.
+    static func reply(_ error: any Error) -> IngestReply {
+        (error as? APIError ?? APIError(.internalServerError, "internal_error", "internal error")).reply
+    }
+
+    func singleReply(_ result: IngestedEventResult, headers: HTTPFields) throws -> IngestReply {
         let out = OutputBuffer(capacity: 256)
         let w = JSONWriter(out)
         switch result {
@@ -188,10 +239,10 @@ public final class TallyServer: Sendable {
             w.timestamp(timestamp)
             w.raw("}")
         }
-        return Self.json(out, headers: headers)
+        return IngestReply(status: .ok, headers: Self.jsonHeaders(headers), body: ByteBuffer(bytes: out.bytes))
     }
 
-    func batchResponse(_ results: [IngestedEventResult], headers: HTTPFields) -> Response {
+    func batchReply(_ results: [IngestedEventResult], headers: HTTPFields) -> IngestReply {
         var tracked = 0
         var failed = 0
         var duplicates = 0
@@ -249,7 +300,7 @@ public final class TallyServer: Sendable {
         }
         if !warnedFirst { w.raw("]") }
         w.raw("}")
-        return Self.json(out, headers: headers)
+        return IngestReply(status: .ok, headers: Self.jsonHeaders(headers), body: ByteBuffer(bytes: out.bytes))
     }
 
     static func json(_ text: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {
@@ -264,7 +315,7 @@ public final class TallyServer: Sendable {
 
     /// `headers` plus the JSON content type. Most responses have no other headers: they
     /// share one prebuilt set instead of building one per request.
-    private static func jsonHeaders(_ headers: HTTPFields) -> HTTPFields {
+    static func jsonHeaders(_ headers: HTTPFields) -> HTTPFields {
         guard !headers.isEmpty else { return jsonContentType }
         var headers = headers
         headers[.contentType] = "application/json; charset=utf-8"

@@ -119,23 +119,56 @@ public final class Ingestor: Sendable {
         var results: [IngestedEventResult] = []
         results.reserveCapacity(request.pending.count)
         for p in request.pending {
-            switch p {
-            case .new(let index, let clientId, let ts, let clamped):
-                let id: EventIdentifier = clientId.map { .client($0) } ?? .server(firstSequence + UInt64(index))
-                results.append(.stored(id: id, timestamp: ts, clamped: clamped))
-            case .duplicate(let entry, let id):
-                results.append(.duplicate(id: id, timestamp: entry.timestamp))
-            case .waiting(let inFlight, let id):
+            if case .waiting(let inFlight, let id) = p {
                 if let entry = await inFlight.wait() {
                     results.append(.duplicate(id: id, timestamp: entry.timestamp))
                 } else {
                     results.append(.rejected(IngestError("storage_failed", "another request with event_id \"\(id)\" failed to store it; retry")))
                 }
-            case .rejected(let e):
-                results.append(.rejected(e))
+            } else {
+                results.append(Self.result(p, firstSequence: firstSequence))
             }
         }
         return results
+    }
+
+    /// `complete` for a caller that is not an async task (the server's ingest fast path): the
+    /// results go to `completion`, on the log's writer thread when there was something to
+    /// append. A request that waits on another request's event ids takes the async path.
+    public func complete(
+        _ request: PreparedRequest, into log: EventLog,
+        completion: @escaping @Sendable (Result<[IngestedEventResult], any Error>) -> Void
+    ) {
+        let waits = request.pending.contains { if case .waiting = $0 { true } else { false } }
+        if waits {
+            Task {
+                do { completion(.success(try await complete(request, into: log))) } catch { completion(.failure(error)) }
+            }
+            return
+        }
+        let pending = request.pending
+        guard let batch = request.batch else {
+            completion(.success(pending.map { Self.result($0, firstSequence: 0) }))
+            return
+        }
+        log.append(batch) { appended in
+            completion(appended.map { first in pending.map { Self.result($0, firstSequence: first) } })
+        }
+    }
+
+    /// The result of an event that waits on nothing.
+    private static func result(_ p: Pending, firstSequence: UInt64) -> IngestedEventResult {
+        switch p {
+        case .new(let index, let clientId, let ts, let clamped):
+            let id: EventIdentifier = clientId.map { .client($0) } ?? .server(firstSequence + UInt64(index))
+            return .stored(id: id, timestamp: ts, clamped: clamped)
+        case .duplicate(let entry, let id):
+            return .duplicate(id: id, timestamp: entry.timestamp)
+        case .rejected(let e):
+            return .rejected(e)
+        case .waiting:
+            preconditionFailure("a waiting event's result comes from the request it waits on")
+        }
     }
 
     /// `prepare` and `complete` in one call.

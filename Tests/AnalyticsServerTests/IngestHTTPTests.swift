@@ -307,32 +307,16 @@ import Testing
         }
     }
 
-    /// The whole server on a real socket. HummingbirdTesting's live mode gives up after 20 s
-    /// without a read, which a CI machine running every suite at once (and fsyncing for all
-    /// of them) has exceeded; this client waits up to 120 s.
+    /// The whole server on a real socket (see `withLiveClient`).
     @Test func realServerOverTCP() async throws {
         let t = try TestServer()
         defer { t.cleanUp() }
-        let (ports, announce) = AsyncStream<Int>.makeStream()
-        let app = t.server.makeApplication { channel in announce.yield(channel.localAddress?.port ?? 0) }
-        let serving = Task { try await app.runService() }
-        var iterator = ports.makeAsyncIterator()
-        let port = await iterator.next() ?? 0
-        let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(120)))
-        client.connect()
-        let result: Result<TestClient.Response, any Error>
-        do {
-            result = .success(try await client.execute(
-                .init("/api/v1/analytics/events/batch", method: .post, headers: bearer(t.writeToken), body: body(Self.batchExample))))
-        } catch {
-            result = .failure(error)
+        try await t.withLiveClient { client in
+            let response = try await client.execute(
+                .init("/api/v1/analytics/events/batch", method: .post, headers: bearer(t.writeToken), body: body(Self.batchExample)))
+            #expect(response.status == .ok)
+            let object = try JSONSerialization.jsonObject(with: Data((response.body ?? ByteBuffer()).readableBytesView)) as? [String: Any]
+            #expect(object?["tracked"] as? Int == 2)
         }
-        try? await client.shutdown()
-        serving.cancel()
-        _ = await serving.result
-        let response = try result.get()
-        #expect(response.status == .ok)
-        let object = try JSONSerialization.jsonObject(with: Data((response.body ?? ByteBuffer()).readableBytesView)) as? [String: Any]
-        #expect(object?["tracked"] as? Int == 2)
     }
 }
