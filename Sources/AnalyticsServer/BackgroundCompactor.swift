@@ -129,7 +129,7 @@ final class BackgroundCompactor: @unchecked Sendable {
             let pending = Int(log.durableSequence) - Int(store.manifest.compactedThrough)
             let aged = now - last >= UInt64(settings.maxAgeSeconds) * 1_000_000_000
             guard pending >= settings.minEvents || (pending > 0 && aged) else { return }
-            pacer?.beginRound(backlog: pending)
+            pacer?.follow { Int(log.durableSequence) - Int(store.manifest.compactedThrough) }
             while !isStopping, let round = try store.compact(log: log, options: options) {
                 metrics.recordCompaction(events: round.events, bytes: round.bytesWritten)
                 logger.info(
@@ -139,9 +139,7 @@ final class BackgroundCompactor: @unchecked Sendable {
                         "blocks_replaced": "\(round.blocksReplaced)", "segments_removed": "\(round.segmentsRemoved)",
                         "through": "\(round.through)",
                     ])
-                let waiting = Int(log.durableSequence) - Int(store.manifest.compactedThrough)
-                if waiting < settings.minEvents { break }
-                pacer?.beginRound(backlog: waiting)
+                if Int(log.durableSequence) - Int(store.manifest.compactedThrough) < settings.minEvents { break }
             }
             lastRun[project] = monotonicNanos()
         } catch {

@@ -69,6 +69,8 @@ final class IngestFastPath: ChannelInboundHandler, RemovableChannelHandler {
             guard let received = body?.readableBytes else { return }
             if received + chunk.readableBytes > limit {
                 body = nil
+            } else if received == 0 {
+                body = chunk  // most bodies arrive in one part: no copy
             } else {
                 body!.writeBuffer(&chunk)
             }
@@ -105,6 +107,11 @@ final class IngestFastPath: ChannelInboundHandler, RemovableChannelHandler {
         let bound = NIOLoopBound((self, context), eventLoop: loop)
         let route = batch ? Self.batchPath : Self.eventsPath
         let metrics = server.metrics
+        // Taken before the call: an error is answered inside it, and writing the answer's end
+        // can make the pipelining handler deliver the connection's next request at once.
+        let headers = self.headers, body = self.body
+        self.headers = [:]
+        self.body = nil
         server.ingest(headers: headers, body: body, batch: batch) { reply in
             metrics.recordRequest(route: route, method: "POST", status: reply.status.code)
             if loop.inEventLoop {
@@ -113,8 +120,6 @@ final class IngestFastPath: ChannelInboundHandler, RemovableChannelHandler {
                 loop.execute { bound.value.0.write(reply, context: bound.value.1) }
             }
         }
-        headers = [:]
-        body = nil
     }
 
     private func write(_ reply: IngestReply, context: ChannelHandlerContext) {

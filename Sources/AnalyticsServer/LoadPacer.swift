@@ -29,6 +29,7 @@ package final class LoadPacer: CompactionPacer, @unchecked Sendable {
     private let cpus: Int
     private var stopped = false
     private var backlog = 0
+    private var backlogProbe: (@Sendable () -> Int)?
     private var sampledAt: UInt64
     private var sampledBusyNanos: UInt64?
     /// Compaction CPU reported since the last sample, to tell it apart from the other work.
@@ -50,10 +51,13 @@ package final class LoadPacer: CompactionPacer, @unchecked Sendable {
         sampledBusyNanos = probe()
     }
 
-    /// Sets the backlog the share is scaled by: the events waiting when a round starts.
-    package func beginRound(backlog: Int) {
+    /// Sets where the backlog the share is scaled by comes from: the events waiting in the
+    /// log, read at every load sample. A round under a burst lasts long, and its share must
+    /// rise as the backlog does, not stay what it was when the round began.
+    package func follow(backlog probe: @escaping @Sendable () -> Int) {
         condition.lock()
-        self.backlog = backlog
+        backlogProbe = probe
+        backlog = probe()
         condition.unlock()
     }
 
@@ -100,6 +104,7 @@ package final class LoadPacer: CompactionPacer, @unchecked Sendable {
             sampledAt = now
             sampledBusyNanos = machine
             compactionNanos = 0
+            if let backlogProbe { backlog = backlogProbe() }
         }
         let share = currentShare
         guard busy, share < 1 else { return }

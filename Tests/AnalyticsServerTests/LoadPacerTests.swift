@@ -62,9 +62,9 @@ import Testing
         let machine = MachineClock()
         let pacer = LoadPacer(busyShare: 0.2, backlogLimit: 1_000, cpus: 2, sampleNanos: 10_000_000, probe: machine.probe)
         #expect(pacer.share == 0.2)
-        pacer.beginRound(backlog: 500)
+        pacer.follow { 500 }
         #expect(abs(pacer.share - 0.6) < 1e-9)
-        pacer.beginRound(backlog: 5_000)
+        pacer.follow { 5_000 }
         #expect(pacer.share == 1)
         elapse(machine, busyCPUs: 2)
         pacer.pause(afterWorking: 10_000_000)
