@@ -166,7 +166,7 @@ public final class TallyServer: Sendable {
             }
             append(body, batch: batch, project: key.projectId, to: log, headers: replyHeaders, completion: completion)
         } catch {
-            completion(Self.reply(error))
+            completion(self.reply(error))
         }
     }
 
@@ -185,10 +185,10 @@ public final class TallyServer: Sendable {
             }
             return
         } catch let error as IngestRequestError {
-            completion(Self.reply(APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)))
+            completion(self.reply(APIError(HTTPResponse.Status(code: error.status), error.code, error.message, headers: headers)))
             return
         } catch {
-            completion(Self.reply(error))
+            completion(self.reply(error))
             return
         }
         ingestor.complete(prepared, into: log) { result in
@@ -197,22 +197,25 @@ public final class TallyServer: Sendable {
                 do {
                     completion(batch ? self.batchReply(results, headers: headers) : try self.singleReply(results[0], headers: headers))
                 } catch {
-                    completion(Self.reply(error))
+                    completion(self.reply(error))
                 }
             case .failure(EventLogError.closed):
-                completion(Self.reply(APIError(.serviceUnavailable, "shutting_down", "the server is shutting down; retry shortly", headers: headers)))
+                completion(self.reply(APIError(.serviceUnavailable, "shutting_down", "the server is shutting down; retry shortly", headers: headers)))
             case .failure(let error):
                 self.logger.error("event log append failed", metadata: ["project": "\(project)", "error": "\(error)"])
                 var h = headers
                 h[.retryAfter] = "1"
-                completion(Self.reply(APIError(.serviceUnavailable, "storage_unavailable", "events could not be made durable; none were stored", headers: h)))
+                completion(self.reply(APIError(.serviceUnavailable, "storage_unavailable", "events could not be made durable; none were stored", headers: h)))
             }
         }
     }
 
-    /// The answer for an error thrown while ingesting.
-    static func reply(_ error: any Error) -> IngestReply {
-        (error as? APIError ?? APIError(.internalServerError, "internal_error", "internal error")).reply
+    /// The answer for an error thrown while ingesting; one that is not an `APIError` is a bug,
+    /// logged as the router's middleware logs it.
+    func reply(_ error: any Error) -> IngestReply {
+        if let error = error as? APIError { return error.reply }
+        logger.error("unhandled error", metadata: ["error": "\(error)", "path": "ingest"])
+        return APIError(.internalServerError, "internal_error", "internal error").reply
     }
 
     func singleReply(_ result: IngestedEventResult, headers: HTTPFields) throws -> IngestReply {
