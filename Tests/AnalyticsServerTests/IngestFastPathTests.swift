@@ -120,6 +120,31 @@ import Testing
         #expect(expected.last?.status == 6, "events stored: track, 2 of batch, query, 1 of the mixed batch, once")
     }
 
+    /// Requests pipelined on one connection are answered in order, whichever path serves
+    /// each: an error answered inline, a durable append, a routed request and a batch.
+    @Test func pipelinedRequestsAreAnsweredInOrder() async throws {
+        let t = try TestServer()
+        defer { t.cleanUp() }
+        func post(_ path: String, _ json: String) -> String {
+            "POST \(path) HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer \(t.writeToken)\r\n"
+                + "Content-Type: application/json\r\nContent-Length: \(json.utf8.count)\r\n\r\n\(json)"
+        }
+        let requests = post("/api/v1/analytics/events", "{") + post("/api/v1/analytics/events", #"{"event_name":"p1"}"#)
+            + "GET /healthz HTTP/1.1\r\nHost: test\r\n\r\n"
+            + post("/api/v1/analytics/events/batch", #"{"events":[{"event_name":"p2"},{"event_name":"p3"}]}"#)
+            + post("/api/v1/analytics/events", #"{"event_name":"p4"}"#)
+        try await t.withLiveServer { port in
+            let answers = try pipelinedExchange(port: port, requests: requests, answers: 5)
+            #expect(answers.map(\.status) == [400, 200, 200, 200, 200])
+            #expect(answers[0].body.contains("invalid_json"))
+            #expect(answers[1].body.contains(#""tracked":true"#))
+            #expect(answers[2].body.contains(#""status":"ok""#))
+            #expect(answers[3].body.contains(#""tracked":2"#))
+            #expect(answers[4].body.contains(#""tracked":true"#))
+            #expect(try t.storedEvents().map(\.name) == ["p1", "p2", "p3", "p4"])
+        }
+    }
+
     /// Events acknowledged by the fast path are on disk with their fields, in the order the
     /// answers came.
     @Test func acknowledgedEventsAreStored() async throws {
@@ -148,22 +173,84 @@ extension TestServer {
     /// live mode gives up after 20 s without a read, which a CI machine running every suite at
     /// once has exceeded; this client waits up to 120 s.
     func withLiveClient(_ body: (TestClient) async throws -> Void) async throws {
+        try await withLiveServer { port in
+            let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(120)))
+            client.connect()
+            var failure: (any Error)?
+            do {
+                try await body(client)
+            } catch {
+                failure = error
+            }
+            try? await client.shutdown()
+            if let failure { throw failure }
+        }
+    }
+
+    /// Runs `body` with the port of the whole server listening on 127.0.0.1.
+    func withLiveServer(_ body: (Int) async throws -> Void) async throws {
         let (ports, announce) = AsyncStream<Int>.makeStream()
         let app = server.makeApplication { channel in announce.yield(channel.localAddress?.port ?? 0) }
         let serving = Task { try await app.runService() }
         var iterator = ports.makeAsyncIterator()
         let port = await iterator.next() ?? 0
-        let client = TestClient(host: "127.0.0.1", port: port, configuration: .init(timeout: .seconds(120)))
-        client.connect()
         var failure: (any Error)?
         do {
-            try await body(client)
+            try await body(port)
         } catch {
             failure = error
         }
-        try? await client.shutdown()
         serving.cancel()
         _ = await serving.result
         if let failure { throw failure }
     }
+}
+
+/// Writes `requests` to a new connection in one write (HTTP/1.1 pipelining) and reads
+/// `count` answers, each framed by its `Content-Length`: their status codes and bodies.
+func pipelinedExchange(port: Int, requests: String, answers count: Int) throws -> [(status: Int, body: String)] {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard fd >= 0 else { throw TestFailure("socket: errno \(errno)") }
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else { throw TestFailure("connect: errno \(errno)") }
+    var timeout = timeval(tv_sec: 120, tv_usec: 0)
+    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    let bytes = Array(requests.utf8)
+    var sent = 0
+    while sent < bytes.count {
+        let n = bytes[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw TestFailure("send: errno \(errno)") }
+        sent += n
+    }
+    var received: [UInt8] = []
+    var answers: [(status: Int, body: String)] = []
+    var chunk = [UInt8](repeating: 0, count: 65_536)
+    while answers.count < count {
+        // Take every complete answer at the front of what has arrived.
+        while let end = received.firstRange(of: Array("\r\n\r\n".utf8)) {
+            let head = String(decoding: received[..<end.lowerBound], as: UTF8.self)
+            let lines = head.split(separator: "\r\n")
+            let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
+            let length = lines.dropFirst().compactMap { line -> Int? in
+                let parts = line.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2, parts[0].lowercased() == "content-length" else { return nil }
+                return Int(parts[1].trimmingCharacters(in: .whitespaces))
+            }.first ?? 0
+            guard received.count >= end.upperBound + length else { break }
+            answers.append((status, String(decoding: received[end.upperBound..<end.upperBound + length], as: UTF8.self)))
+            received.removeFirst(end.upperBound + length)
+        }
+        if answers.count == count { break }
+        let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+        guard n > 0 else { throw TestFailure("connection ended after \(answers.count) of \(count) answers (errno \(errno))") }
+        received += chunk[..<n]
+    }
+    return answers
 }
