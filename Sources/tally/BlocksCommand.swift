@@ -29,16 +29,19 @@ struct Compact: ParsableCommand {
     @Option(help: "Days after which blocks are recompressed with zstd.") var coldAfterDays = 7
     @Flag(help: "Keep every block in the --codec codec, however old its day.") var noRecompress = false
     @Option(help: "Events read from the log per round.") var roundEvents = 2_000_000
+    @Option(help: "Threads that read and encode (default: one per core).") var threads: Int?
     @Flag(help: "No progress bar, even on a terminal.") var quiet = false
 
     func run() throws {
         try target.requireProject()
         guard let recent = Codec(name: codec), recent != .none else { throw CLIError("--codec: \"\(codec)\" is not lz4 or zstd") }
         guard roundEvents > 0 else { throw CLIError("--round-events must be positive") }
+        if let threads, !(1...16).contains(threads) { throw CLIError("--threads: \(threads) is not between 1 and 16") }
         guard coldAfterDays >= 0 else { throw CLIError("--cold-after-days must be 0 or more (use --no-recompress to keep --codec)") }
         var options = CompactionOptions()
         options.codec = recent
         options.maxEventsPerRound = roundEvents
+        if let threads { options.threads = threads }
         options.coldAfterDays = coldAfterDays
         if noRecompress { options.coldCodec = recent }
         var logger = Logger(label: "tally.compact")
