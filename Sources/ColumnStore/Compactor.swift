@@ -263,6 +263,9 @@ extension ColumnStore {
                     codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions,
                     pacer: options.pacer)
                 try self.writeBlockFile(bytes.bytes, name: names[i], faults: faults)
+                // Written: its columns are freed now rather than with the round's, which
+                // lowers the round's peak memory.
+                shared.builders[i] = BlockBuilder(day: shared.builders[i].day)
                 return self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec)
             }
             // The resolver touches the builders and dictionaries until it finishes: wait for
