@@ -271,6 +271,33 @@ extension SequencePredictionTests {
         log.close()
     }
 
+    /// The builder compares each row's user, anonymous, session and bot ids with the
+    /// previous row's before hashing them. These rows repeat, swap and nearly repeat them:
+    /// ids equal but for the last byte or the length, an anonymous id equal to the row's
+    /// user id, empty ids, absent ones between equal ones, and runs of one person.
+    @Test func idsRepeatedFromThePreviousRowAreReadRight() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+        let ids: [String?] = ["user_1", "user_1", "user_2", "user_1", "user_10", "", "", nil, "user_10", "user_1x", "sess_a"]
+        var rng = SeededRandom(seed: 7)
+        var events: [Event] = []
+        for i in 0..<3_000 {
+            // Runs of one id as often as changes.
+            func pick(_ salt: Int) -> String? { ids[(i / (1 + salt % 3) + salt) % ids.count] }
+            let user = pick(0)
+            events.append(Event(
+                name: "e\(i % 3)", timestamp: dayZero + Int64(i) * 1_000_000, receivedAt: dayZero + Int64(i) * 1_000_000,
+                userId: user, anonymousId: i % 4 == 0 ? user : pick(1), sessionId: pick(2), botId: pick(Int.random(in: 0..<3, using: &rng)),
+                clientEventId: nil, timestampClamped: false, properties: []))
+        }
+        let stored = try await append(events, to: log)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        _ = try #require(try store.compact(log: log))
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
     /// Size-tiered merging: new events of a day merge with its blocks of comparable size; a
     /// few late events make a small block of their own (the day's big block is not
     /// rewritten), which the next few late events merge with; a crowded day merges all.
