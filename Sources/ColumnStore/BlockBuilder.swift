@@ -412,7 +412,16 @@ public struct BlockBuilder {
         }
         RadixSort.sort(&keys)
         var order = keys.map { byTime[Int($0 & rankMask)] }
-        var i = 0
+        // Ties of person and time are in row order now, which is sequence order unless older
+        // blocks were merged in; only then are they re-sorted. (The loop reads two columns in
+        // person order, a cache miss per row, for ties that are rare.)
+        let seq = sequences.base
+        var arrivedInSequenceOrder = true
+        for r in 1..<max(n, 1) where UInt64(bitPattern: seq[r - 1]) > UInt64(bitPattern: seq[r]) {
+            arrivedInSequenceOrder = false
+            break
+        }
+        var i = arrivedInSequenceOrder ? n : 0
         while i < n {
             var end = i + 1
             let row = Int(order[i])
