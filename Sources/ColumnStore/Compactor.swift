@@ -121,14 +121,15 @@ extension ColumnStore {
             round[keyPath: field] += now - phaseStart
             phaseStart = now
         }
-        // Read and merge in parallel, each worker owning the days `day % workers == w`: the
-        // builders intern ids in tables of their own, so workers share nothing but the log.
+        // Read and merge in parallel, each worker building the days it meets first (`DayClaims`):
+        // the builders intern ids in tables of their own, so workers share nothing but the log.
         let through = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
         let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
+        let claims = DayClaims()
         let results = parallelMap(workers, threads: workers) { worker in
             try self.readRoundPart(
-                snapshot: snapshot, from: from, through: through, worker: worker, workers: workers,
+                snapshot: snapshot, from: from, through: through, worker: worker, claims: claims,
                 current: current, open: open, options: options)
         }
         var builders: [BlockBuilder] = []
@@ -176,12 +177,12 @@ extension ColumnStore {
     /// One worker's share of a round: the log's events in `from..<through` whose day falls
     /// to it, in day builders, with the small existing blocks of those days merged in.
     private func readRoundPart(
-        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, workers: Int, current: Manifest,
+        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, claims: DayClaims, current: Manifest,
         open: [BlockFile], options: CompactionOptions
     ) throws -> RoundPart {
         let started = monotonicNanos()
         var part = RoundPart()
-        var days = DayBuilders { day in Int(UInt32(bitPattern: day) % UInt32(workers)) == worker }
+        var days = DayBuilders { day in claims.claim(day, for: worker) }
         var reader = LogReader(snapshot: snapshot, from: from)
         var pacing = PacedWork(options.pacer)
         // A batch none of whose days fall to this worker is not decompressed: in a log
@@ -396,6 +397,34 @@ public enum CompactionError: Error, CustomStringConvertible {
 
 /// The dictionary sizes after each builder's ids were assigned, handed from the resolver
 /// thread of `finishInParallel` to the encoders.
+/// Which read worker builds each day of a round: the first to meet the day in the log.
+///
+/// The workers all read the round's stretch of the log in order. Dealt by parity, the days
+/// left one worker idle for 15–130 ms a round waiting for the other: the round's first and
+/// last days are partial, and on this VM one core often runs slower than the other for
+/// seconds. Claimed as met, a worker that falls behind finds the days it reaches taken and
+/// skips their batches by header, so the faster one builds more of them; the two end
+/// within about one day's work of each other.
+///
+/// Every record of a day is built by its owner: the first worker to look at any batch that
+/// may hold the day (by its header's time range) or holds it claims it, and reads every
+/// batch after that one in order. Which worker builds a day changes nothing in what is
+/// built, so blocks stay the same from run to run.
+final class DayClaims: @unchecked Sendable {
+    // Unchecked: `owner` is only touched under `lock`.
+    private let lock = NSLock()
+    private var owner: [Int32: Int] = [:]
+
+    /// Whether `worker` builds `day`: true if it owns the day or is the first to ask.
+    func claim(_ day: Int32, for worker: Int) -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        if let o = owner[day] { return o == worker }
+        owner[day] = worker
+        return true
+    }
+}
+
 private final class ResolvedIds: @unchecked Sendable {
     // Unchecked: every field is only touched under `condition`.
     private let condition = NSCondition()

@@ -271,6 +271,38 @@ extension SequencePredictionTests {
         log.close()
     }
 
+    /// Read workers claim days as they meet them (`DayClaims`). Batches here hold events of
+    /// many days in random order, so the workers meet every day at once and contend for
+    /// each: with 1, 3 and 8 of them the blocks hold exactly the events appended, and the
+    /// same rows per day.
+    @Test(arguments: [1, 3, 8])
+    func everyDayIsBuiltOnceWhateverWorkerClaimsIt(workers: Int) async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        var events = storeTestEvents(count: 6_000, days: 40, seed: 31)
+        // Then a stretch in time order, as a live log is, with a few late events.
+        let ordered = storeTestEvents(count: 4_000, days: 40, seed: 32).sorted { $0.timestamp < $1.timestamp }
+        events += ordered.enumerated().map { i, e in
+            var e = e
+            if i % 97 == 0 { e.timestamp -= 20 * 86_400_000_000 }
+            return e
+        }
+        let stored = try await append(events, to: log, batchSize: 64)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        var options = CompactionOptions()
+        options.threads = workers
+        options.maxEventsPerRound = 3_000
+        while try store.compact(log: log, options: options) != nil {}
+        #expect(store.manifest.compactedThrough == log.durableSequence)
+        expectSameEvents(stored, try store.allEvents())
+        var perDay: [Int32: Int] = [:]
+        for e in stored { perDay[BlockBuilder.day(ofMicros: e.timestamp), default: 0] += 1 }
+        var blockRows: [Int32: Int] = [:]
+        for block in store.manifest.blocks { blockRows[block.day, default: 0] += Int(block.rows) }
+        #expect(blockRows == perDay)
+        log.close()
+    }
+
     /// The builder compares each row's user, anonymous, session and bot ids with the
     /// previous row's before hashing them. These rows repeat, swap and nearly repeat them:
     /// ids equal but for the last byte or the length, an anonymous id equal to the row's
