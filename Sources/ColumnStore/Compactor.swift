@@ -123,7 +123,7 @@ extension ColumnStore {
         }
         // Read and merge in parallel, each worker building the days it meets first (`DayClaims`):
         // the builders intern ids in tables of their own, so workers share nothing but the log.
-        let through = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
+        let through = try Self.roundEnd(snapshot: snapshot, from: from, options: options)
         let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
         let claims = DayClaims()
@@ -165,6 +165,32 @@ extension ColumnStore {
             replacing: replaced, adding: added, compactedThrough: round.through, generation: generation, base: current, faults: faults)
         phase(\.writeNanos)
         return round
+    }
+
+    /// Where a round that starts at `from` ends: `maxEventsPerRound` later, moved on to the
+    /// next day boundary of the log when one comes within a quarter round more.
+    ///
+    /// A round that ends inside a day leaves the rest of the day to the next round, which
+    /// then merges the block just written (decoding and re-encoding about half a day of rows
+    /// per round, on one worker while the others wait) or leaves the day in two blocks. A
+    /// log written in time order has a boundary in every day: the first batch all of whose
+    /// events are on a later day than every event of the batches between the plain end and
+    /// it. Only batch headers are read. Late events delay a boundary at most until the
+    /// batch after theirs; where none comes in time the round ends at the plain end.
+    static func roundEnd(snapshot: LogSnapshot, from: UInt64, options: CompactionOptions) throws -> UInt64 {
+        let plain = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
+        guard plain < snapshot.durableSequence else { return plain }
+        let limit = min(snapshot.durableSequence, plain + UInt64(options.maxEventsPerRound / 4))
+        var reader = LogReader(snapshot: snapshot, from: plain)
+        var latestDay = Int32.min
+        while let (header, _) = try reader.nextBatch(decompressing: { _ in false }) {
+            if header.firstSequence > limit { break }
+            if header.firstSequence >= plain && BlockBuilder.day(ofMicros: header.minTimestamp) > latestDay && latestDay != .min {
+                return header.firstSequence
+            }
+            latestDay = max(latestDay, BlockBuilder.day(ofMicros: header.maxTimestamp))
+        }
+        return plain
     }
 
     struct RoundPart {

@@ -303,6 +303,35 @@ extension SequencePredictionTests {
         log.close()
     }
 
+    /// A round ends at the log's next day boundary when one comes within a quarter round:
+    /// days of 400 events in time order, rounds of 1,000, so each round runs on to the end of
+    /// its third day. No day is split between rounds, so no round merges the block the one
+    /// before it wrote, and every day is one block.
+    @Test func roundsEndAtDayBoundaries() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+        let events = (0..<4_000).map { i in
+            Event(
+                name: "e", timestamp: dayZero + Int64(i / 400) * 86_400_000_000 + Int64(i % 400) * 1_000_000,
+                receivedAt: dayZero, userId: "u\(i % 7)", anonymousId: nil, sessionId: nil, botId: nil, clientEventId: nil,
+                timestampClamped: false, properties: [])
+        }
+        let stored = try await append(events, to: log, batchSize: 50)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        var options = CompactionOptions()
+        options.maxEventsPerRound = 1_000
+        var ends: [UInt64] = []
+        while let round = try store.compact(log: log, options: options) {
+            #expect(round.blocksReplaced == 0)
+            ends.append(round.through)
+        }
+        #expect(ends == [1_200, 2_400, 3_600, 4_000])
+        #expect(store.manifest.blocks.count == 10)
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
     /// The builder compares each row's user, anonymous, session and bot ids with the
     /// previous row's before hashing them. These rows repeat, swap and nearly repeat them:
     /// ids equal but for the last byte or the length, an anonymous id equal to the row's
