@@ -421,8 +421,6 @@ public enum CompactionError: Error, CustomStringConvertible {
     }
 }
 
-/// The dictionary sizes after each builder's ids were assigned, handed from the resolver
-/// thread of `finishInParallel` to the encoders.
 /// Which read worker builds each day of a round: the first to meet the day in the log.
 ///
 /// The workers all read the round's stretch of the log in order. Dealt by parity, the days
@@ -451,6 +449,8 @@ final class DayClaims: @unchecked Sendable {
     }
 }
 
+/// The dictionary sizes after each builder's ids were assigned, handed from the resolver
+/// thread of `finishInParallel` to the encoders.
 private final class ResolvedIds: @unchecked Sendable {
     // Unchecked: every field is only touched under `condition`.
     private let condition = NSCondition()
