@@ -3,9 +3,6 @@ import ArgumentParser
 import ColumnStore
 import EventLog
 import Logging
-#if canImport(Glibc)
-import Glibc
-#endif
 
 /// Where a project's log and blocks live, from `--data-dir` and `--project`.
 struct ProjectOption: ParsableArguments {
@@ -49,10 +46,7 @@ struct Compact: ParsableCommand {
         if noRecompress { options.coldCodec = recent }
         var logger = Logger(label: "tally.compact")
         logger.logLevel = .warning
-        // Compaction needs the idempotency index only to delete log segments (which wait for
-        // the index's snapshots to cover them), so it loads alongside the first round
-        // instead of before it: a tenth of a second per 10 M events, on one core.
-        let log = try EventLog.open(directory: target.logDirectory, logger: logger, loadIdempotencyInBackground: true)
+        let log = try EventLog.open(directory: target.logDirectory, logger: logger)
         defer { log.close() }
         let store = try ColumnStore.open(directory: target.blockDirectory, logger: logger)
         let start = store.manifest.compactedThrough
@@ -81,10 +75,6 @@ struct Compact: ParsableCommand {
             }
         }
         if showProgress { printError("") }
-        // Segments the rounds kept while the index was loading go now.
-        while !log.idempotency.isReady { usleep(1_000) }
-        try log.persistIdempotency()
-        total.segmentsRemoved += try log.removeSegments(before: store.manifest.compactedThrough).count
         let seconds = Double(monotonicNanos() - started) / 1e9
         print(
             "compacted \(total.events) events in \(format1(seconds)) s (\(Int(Double(total.events) / max(seconds, 1e-9))) events/s): "
