@@ -141,6 +141,7 @@ final class BackgroundCompactor: @unchecked Sendable {
                     ])
                 if Int(log.durableSequence) - Int(store.manifest.compactedThrough) < settings.minEvents { break }
             }
+            try log.waitForSegmentRemovals()
             lastRun[project] = monotonicNanos()
         } catch {
             logger.error("compaction failed; will retry", metadata: ["project": "\(project)", "error": "\(error)"])

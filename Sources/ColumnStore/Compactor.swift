@@ -155,14 +155,16 @@ extension ColumnStore {
         let names = builders.map { Self.blockName(day: $0.day, generation: generation) }
         // The rounds left, this one included: the later ones will add sessions at its rate.
         let rounds = min(16, Double(snapshot.durableSequence - from) / Double(max(1, through - from)))
-        let added = try finishInParallel(
+        let written = try finishInParallel(
             &builders, codecs: codecs, names: names, expectedRounds: rounds, options: options, faults: faults)
         phase(\.encodeNanos)
+        let added = written.map(\.entry)
         round.bytesWritten = added.reduce(0) { $0 + Int($1.bytes) }
         round.blocksWritten = added.count
         round.blocksReplaced = replaced.count
         try publish(
-            replacing: replaced, adding: added, compactedThrough: round.through, generation: generation, base: current, faults: faults)
+            replacing: replaced, adding: added, opened: written.map(\.file), compactedThrough: round.through,
+            generation: generation, base: current, faults: faults)
         phase(\.writeNanos)
         return round
     }
@@ -247,16 +249,16 @@ extension ColumnStore {
     ///
     /// Project ids are assigned by one resolver thread, in builder order (deterministic ids,
     /// and the dictionaries are only ever touched by one thread). It runs ahead of the
-    /// encoders, which wait only for their own builder's ids, and once all are assigned it
-    /// persists the dictionaries while the encoders are still busy: the serial part of a
-    /// round hides behind the parallel one instead of following it.
+    /// encoders, which take the largest builder resolved so far (`ResolvedIds.take`), and
+    /// once all are assigned it persists the dictionaries while the encoders are still busy:
+    /// the serial part of a round hides behind the parallel one instead of following it.
     private func finishInParallel(
         _ builders: inout [BlockBuilder], codecs: [Codec], names: [String], expectedRounds: Double, options: CompactionOptions,
         faults: FaultInjector?
-    ) throws -> [BlockEntry] {
+    ) throws -> [(entry: BlockEntry, file: BlockFile)] {
         let count = builders.count
         let dictionaries = self.dictionaries
-        let resolved = ResolvedIds(count: count)
+        let resolved = ResolvedIds(rows: builders.map(\.rows))
         return try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedBuilders(builders: buffer.baseAddress!)
             let resolver = Thread {
@@ -283,8 +285,7 @@ extension ColumnStore {
             }
             resolver.stackSize = 8 << 20
             resolver.start()
-            let entries = parallelMap(count, threads: options.threads) { i in
-                let (users, sessions) = try resolved.wait(for: i)
+            @Sendable func encode(_ i: Int, users: UInt32, sessions: UInt32) throws -> (entry: BlockEntry, file: BlockFile) {
                 let codec = codecs[i]
                 let (bytes, footer) = try shared.builders[i].finish(
                     codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions,
@@ -293,12 +294,29 @@ extension ColumnStore {
                 // Written: its columns are freed now rather than with the round's, which
                 // lowers the round's peak memory.
                 shared.builders[i] = BlockBuilder(day: shared.builders[i].day)
-                return self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec)
+                // Opened here, in parallel, for the snapshot `publish` hands to readers: opened
+                // there, 20–40 new blocks a round took 5–10 ms with every other core idle.
+                let file = try BlockFile(path: self.directory + "/" + names[i])
+                return (self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec), file)
+            }
+            let results = Collected<(Int, Result<(entry: BlockEntry, file: BlockFile), any Error>)>()
+            runInParallel(max(1, min(options.threads, count))) { _ in
+                while true {
+                    let next: (index: Int, users: UInt32, sessions: UInt32)?
+                    do {
+                        next = try resolved.take()
+                    } catch {
+                        results.append((-1, .failure(error)))
+                        return
+                    }
+                    guard let (i, users, sessions) = next else { return }
+                    results.append((i, Result { try encode(i, users: users, sessions: sessions) }))
+                }
             }
             // The resolver touches the builders and dictionaries until it finishes: wait for
             // it whatever happened to the encoders.
             try resolved.waitUntilFinished()
-            return try entries.map { try $0.get() }
+            return try results.items.sorted { $0.0 < $1.0 }.map { try $0.1.get() }
         }
     }
 
@@ -360,9 +378,10 @@ extension ColumnStore {
         try FileIO.rename(tmp, path)
     }
 
+    /// `opened`, when given, holds the files of `added` already open, in the same order.
     private func publish(
-        replacing replaced: [BlockEntry], adding added: [BlockEntry], compactedThrough: UInt64, generation: UInt64,
-        base: Manifest, faults: FaultInjector?
+        replacing replaced: [BlockEntry], adding added: [BlockEntry], opened: [BlockFile] = [], compactedThrough: UInt64,
+        generation: UInt64, base: Manifest, faults: FaultInjector?
     ) throws {
         // The dictionaries were persisted by `finishInParallel`.
         try faults?.check("fsync block directory")
@@ -400,6 +419,7 @@ extension ColumnStore {
         let old = snapshot()
         var files: [String: BlockFile] = [:]
         for (entry, file) in zip(old.manifest.blocks, old.blocks) { files[entry.name] = file }
+        for (entry, file) in zip(added, opened) { files[entry.name] = file }
         let blocks = try next.blocks.map { try files[$0.name] ?? BlockFile(path: directory + "/" + $0.name) }
         published.withLock { $0 = StoreSnapshot(manifest: next, blocks: blocks) }
         logger.debug("published manifest", metadata: ["generation": "\(generation)", "blocks": "\(next.blocks.count)"])
@@ -458,8 +478,15 @@ private final class ResolvedIds: @unchecked Sendable {
     private var finished = false
     private var failure: (any Error)?
 
-    init(count: Int) {
-        sizes = Array(repeating: nil, count: count)
+    /// Each builder's row count, and whether an encoder has taken it.
+    private let rows: [Int]
+    private var taken: [Bool]
+    private var takenCount = 0
+
+    init(rows: [Int]) {
+        self.rows = rows
+        sizes = Array(repeating: nil, count: rows.count)
+        taken = Array(repeating: false, count: rows.count)
     }
 
     func publish(_ index: Int, users: UInt32, sessions: UInt32) {
@@ -478,13 +505,26 @@ private final class ResolvedIds: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The dictionary sizes once builder `index` is resolved; throws the resolver's error if
-    /// it stopped first.
-    func wait(for index: Int) throws -> (users: UInt32, sessions: UInt32) {
+    /// The builder an encoder takes next, with the dictionary sizes after its ids: the
+    /// largest of those resolved and not yet taken, waiting while there is none; nil once all
+    /// are taken. Throws the resolver's error if it stopped first.
+    ///
+    /// Largest first, so that the round ends on small days: taken in day order, a large day
+    /// left for last kept one core busy for up to 30 ms while the other had nothing to do.
+    /// Ids are still assigned in day order, so blocks do not depend on which encoder was
+    /// faster.
+    func take() throws -> (index: Int, users: UInt32, sessions: UInt32)? {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            if let size = sizes[index] { return size }
+            if takenCount == rows.count { return nil }
+            var best = -1
+            for i in rows.indices where !taken[i] && sizes[i] != nil && (best < 0 || rows[i] > rows[best]) { best = i }
+            if best >= 0, let size = sizes[best] {
+                taken[best] = true
+                takenCount += 1
+                return (best, size.users, size.sessions)
+            }
             if finished { throw failure ?? CompactionError.resolverStopped }
             condition.wait()
         }

@@ -103,6 +103,7 @@ public final class EventLog: @unchecked Sendable {
     private var poison: String?
 
     private let state: Mutex<PublishedState>
+    private let segmentRemover: SegmentRemover
 
     // Writer-thread state.
     private var fd: Int32
@@ -179,6 +180,7 @@ public final class EventLog: @unchecked Sendable {
         self.configuration = configuration
         self.logger = logger
         self.onCommit = onCommit
+        self.segmentRemover = SegmentRemover(directory: directory, logger: logger)
         self.idempotency = IdempotencyIndex(windowSeconds: configuration.idempotencyWindowSeconds)
         self.fd = recovered.fd
         self.activePath = recovered.activePath
@@ -215,11 +217,18 @@ public final class EventLog: @unchecked Sendable {
     /// Deletes sealed segments all of whose events lie before `sequence` (the compactor's
     /// "compacted through"), and returns their names.
     ///
+    /// They leave the log's segment list at once; their files are deleted on a thread of its
+    /// own (`SegmentRemover`), because unlinking a 64 MiB segment takes 17–19 ms here, which
+    /// the compactor would otherwise spend between rounds with every core idle. A crash
+    /// before the files are gone leaves segments the manifest already covers, which recovery
+    /// and the next compaction treat as any compacted segment not yet removed.
+    ///
     /// Two segments always stay: the active one, whose file recovery resumes in, and any
     /// segment holding events the idempotency snapshots do not yet cover, because the
     /// index is rebuilt from the log past the newest snapshot.
     @discardableResult
     public func removeSegments(before sequence: UInt64) throws -> [String] {
+        try segmentRemover.wait()
         let limit = min(sequence, lastPersistedThrough.withLock { $0 })
         let removed: [String] = state.withLock { s in
             var count = 0
@@ -229,10 +238,14 @@ public final class EventLog: @unchecked Sendable {
             return names
         }
         guard !removed.isEmpty else { return [] }
-        for name in removed { try FileIO.unlink(directory + "/" + name) }
-        try FileIO.fsyncDirectory(directory)
-        logger.info("removed compacted log segments", metadata: ["segments": "\(removed.count)", "before": "\(limit)"])
+        segmentRemover.remove(removed, limit: limit)
         return removed
+    }
+
+    /// Waits until the files of every segment `removeSegments` detached are deleted, and
+    /// throws the first deletion that failed since the last call.
+    public func waitForSegmentRemovals() throws {
+        try segmentRemover.wait()
     }
 
     /// Appends one batch and returns its first sequence number once it is durable.
@@ -279,6 +292,11 @@ public final class EventLog: @unchecked Sendable {
             try persistIdempotency()
         } catch {
             logger.warning("could not write the idempotency snapshot at close", metadata: ["error": "\(error)"])
+        }
+        do {
+            try segmentRemover.wait()
+        } catch {
+            logger.warning("could not delete a compacted log segment", metadata: ["error": "\(error)"])
         }
     }
 

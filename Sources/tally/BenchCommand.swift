@@ -51,6 +51,7 @@ struct Bench: ParsableCommand {
             var options = CompactionOptions()
             options.coldAfterDays = 0
             while try store.compact(log: log, options: options) != nil {}
+            try log.waitForSegmentRemovals()
             log.close()
             print("\(imported.events) events imported and compacted")
             try FileIO.writeAtomically(Array("ok\n".utf8), to: work + "/.loaded")

@@ -74,6 +74,7 @@ struct Compact: ParsableCommand {
                         + "\(Int(done * 100))% \(total.events) events, \(Int(Double(total.events) / max(seconds, 1e-9))) events/s\u{1B}[K")
             }
         }
+        try log.waitForSegmentRemovals()
         if showProgress { printError("") }
         let seconds = Double(monotonicNanos() - started) / 1e9
         print(

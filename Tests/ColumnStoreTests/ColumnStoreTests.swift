@@ -413,6 +413,8 @@ extension SequencePredictionTests {
         let round = try #require(try store.compact(log: log, options: options))
         #expect(round.segmentsRemoved > 0)
         #expect(log.snapshot().segments.first!.firstSequence <= store.manifest.compactedThrough)
+        try log.waitForSegmentRemovals()
+        #expect(try SegmentName.list(in: dir.path + "/log").count == segmentsBefore - round.segmentsRemoved)
         log.close()
         expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
     }

@@ -74,17 +74,25 @@ import Testing
         log.close()
     }
 
+    /// Segments of 4 KiB: a few dozen batches fill several.
+    static var smallSegments: EventLog.Configuration {
+        var config = EventLog.Configuration()
+        config.segmentMaxBytes = 4096
+        return config
+    }
+
+    /// Appends `count` batches of ten random events to `log`, and returns it.
+    static func appendBatches(_ count: Int, to log: EventLog, rng: inout SeededRandom) async throws -> EventLog {
+        for _ in 0..<count { _ = try await log.append(try makeBatch((0..<10).map { _ in randomEvent(&rng) }, codec: .none)) }
+        return log
+    }
+
     @Test func segmentsRollBySizeAndReopenContinuesTheSequence() async throws {
         let dir = TemporaryDirectory()
         defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
-        var config = EventLog.Configuration()
-        config.segmentMaxBytes = 4096
+        let config = Self.smallSegments
         var rng = SeededRandom(seed: 9)
-        do {
-            let log = try EventLog.open(directory: dir.path, configuration: config)
-            for _ in 0..<40 { _ = try await log.append(try makeBatch((0..<10).map { _ in randomEvent(&rng) }, codec: .none)) }
-            log.close()
-        }
+        try await Self.appendBatches(40, to: EventLog.open(directory: dir.path, configuration: config), rng: &rng).close()
         let segments = try SegmentName.list(in: dir.path)
         #expect(segments.count > 3)
         let log = try EventLog.open(directory: dir.path, configuration: config)
@@ -97,6 +105,34 @@ import Testing
         let verification = try LogVerifier.verify(directory: dir.path)
         #expect(verification.problems.isEmpty)
         #expect(verification.events == 401)
+    }
+
+    /// Removed segments leave the log's list at once and their files soon after; a deletion
+    /// that fails on the remover's thread is thrown by the next wait, once, not lost.
+    @Test func removedSegmentsAreDeletedAndAFailedDeletionIsReported() async throws {
+        let dir = TemporaryDirectory()
+        defer { withExtendedLifetime(dir) {} }  // keep the directory until the test ends
+        var rng = SeededRandom(seed: 11)
+        let log = try await Self.appendBatches(40, to: EventLog.open(directory: dir.path, configuration: Self.smallSegments), rng: &rng)
+        try log.persistIdempotency()
+        let before = log.snapshot().segments
+        #expect(before.count > 4)
+
+        let removed = try log.removeSegments(before: before[2].firstSequence)
+        #expect(removed == before.prefix(2).map(\.name))
+        #expect(log.snapshot().segments.map(\.name) == before.dropFirst(2).map(\.name))
+        try log.waitForSegmentRemovals()
+        #expect(try SegmentName.list(in: dir.path).map(\.name) == before.dropFirst(2).map(\.name))
+
+        // A non-empty directory where the next segment's file was: its unlink fails.
+        let blocked = dir.path + "/" + before[2].name
+        try FileIO.unlink(blocked)
+        try FileIO.makeDirectories(blocked)
+        try FileIO.writeAtomically([1, 2, 3], to: blocked + "/inside")
+        #expect(try log.removeSegments(before: before[3].firstSequence) == [before[2].name])
+        #expect(throws: FileError.self) { try log.waitForSegmentRemovals() }
+        try log.waitForSegmentRemovals()
+        log.close()
     }
 
     @Test func appendAfterCloseFailsCleanly() async throws {
