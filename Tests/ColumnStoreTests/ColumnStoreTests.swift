@@ -109,6 +109,10 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
         var rng = SeededRandom(seed: 7)
         let cases: [[Int64]] = [
             [], [0], [.max], [.min, .max, 0, -1, 1], (0..<1000).map { Int64($0) * 1000 },
+            // Common divisors: milliseconds in microseconds (either sign), 2⁶³, a large odd one.
+            (0..<600).map { _ in Int64.random(in: -1_000_000_000_000...1_000_000_000_000, using: &rng) * 1000 },
+            [0, .min, 0, .min, .min], [.min, 0, .min],
+            (0..<300).map { _ in Int64.random(in: -1000...1000, using: &rng) * 999_999_999_989 },
             (0..<777).map { _ in Int64.random(in: .min ... .max, using: &rng) },
             (0..<300).map { _ in Int64.random(in: 0..<16, using: &rng) },
             (0..<500).map { i in i % 50 == 0 ? Int64.random(in: .min ... .max, using: &rng) : Int64(i) },
@@ -125,6 +129,43 @@ func visibleEvents(projectDirectory: String) throws -> [Event] {
             var decoded = [Int64](repeating: 0, count: values.count)
             try decoded.withUnsafeMutableBufferPointer { d in try IntegerEncoding.decode(out.bytes, as: encoding, into: d) }
             #expect(decoded == values, "\(encoding) of \(values.count) values")
+        }
+    }
+
+    /// Division by multiplication agrees with `/` and `%` on multiples and non-multiples of
+    /// odd, even and power-of-two divisors up to 2⁶³.
+    @Test func exactDivisionAgreesWithDivision() {
+        var rng = SeededRandom(seed: 17)
+        var divisors: [UInt64] = [1, 2, 3, 7, 8, 10, 1000, 1 << 20, 3 << 40, 999_999_999_989, 1 << 62, 1 << 63, UInt64(Int64.max)]
+        divisors += (0..<200).map { _ in rng.next() >> (rng.next() % 64) | 1 }
+        divisors += (0..<200).map { _ in (rng.next() >> (rng.next() % 64) | 1) << (rng.next() % 8) }
+        for d in divisors {
+            let divisor = ExactDivisor(d)
+            let bound = Int64(clamping: UInt64(Int64.max) / d)
+            for _ in 0..<50 {
+                let q = Int64.random(in: -bound...bound, using: &rng)
+                let x = q * Int64(bitPattern: d)
+                #expect(divisor.divides(x.magnitude), "\(d) divides \(x)")
+                #expect(divisor.quotient(x) == q, "\(x) / \(d)")
+                let other = rng.next()
+                #expect(divisor.divides(other) == (other % d == 0), "\(d) divides \(other)")
+            }
+        }
+        #expect(ExactDivisor(1 << 63).divides(1 << 63) && !ExactDivisor(1 << 63).divides(1 << 62))
+    }
+
+    @Test func commonDivisorIsTheGreatestCommonDivisor() {
+        var rng = SeededRandom(seed: 19)
+        for round in 0..<300 {
+            let scale = rng.next() % 5000 + 1
+            let count = Int(rng.next() % 40)
+            // Zeros first in some rounds: the divisor of nothing but zeros is 1.
+            let values = (0..<count).map { i in round % 3 == 0 && i < 3 ? 0 : (rng.next() % 1_000_000) * scale }
+            var common = CommonDivisor()
+            for v in values { common.add(v) }
+            let expected = values.reduce(0, gcd)
+            #expect(common.divisor.value == max(expected, 1), "\(values)")
+            #expect(common.isOne == (expected == 1))
         }
     }
 
