@@ -31,21 +31,21 @@ public final class ProjectDictionaries: @unchecked Sendable {
 public struct BlockBuilder {
     public let day: Int32
     public private(set) var rows = 0
-    let timestamps = ColumnBuffer<Int64>(capacity: 16_384)
-    let received = ColumnBuffer<Int64>(capacity: 16_384)
-    let sequences = ColumnBuffer<Int64>(capacity: 16_384)
+    let timestamps: ColumnBuffer<Int64>
+    let received: ColumnBuffer<Int64>
+    let sequences: ColumnBuffer<Int64>
     var clampedRows: [UInt32] = []
     var names = ByteStringTable()
-    let nameCodes = ColumnBuffer<UInt32>(capacity: 16_384)
+    let nameCodes: ColumnBuffer<UInt32>
     /// User, anonymous and session ids are interned in small per-block tables first (cache
     /// friendly, once per row) and mapped to project ids once per distinct value by
     /// `resolveGlobalIds`. Values with `resolvedBit` set are project ids already (rows merged
     /// from existing blocks).
-    var localUsers = ByteStringTable(capacity: 4096)
-    var localSessions = ByteStringTable(capacity: 4096)
-    let users = ColumnBuffer<UInt32>(capacity: 16_384)
-    let anonymous = ColumnBuffer<UInt32>(capacity: 16_384)
-    let sessions = ColumnBuffer<UInt32>(capacity: 16_384)
+    var localUsers: ByteStringTable
+    var localSessions: ByteStringTable
+    let users: ColumnBuffer<UInt32>
+    let anonymous: ColumnBuffer<UInt32>
+    let sessions: ColumnBuffer<UInt32>
     /// The codes of the previous row's user, anonymous, session and bot ids: a person's
     /// events often arrive back to back (a quarter of rows repeat the previous user and
     /// session, two thirds the bot), and a compare with the last one is cheaper than a hash
@@ -58,9 +58,9 @@ public struct BlockBuilder {
     var globalIdsApplied = false
     static let resolvedBit: UInt32 = 1 << 31
     var bots = ByteStringTable()
-    let botCodes = ColumnBuffer<UInt32>(capacity: 16_384)
+    let botCodes: ColumnBuffer<UInt32>
     var eventIds = ByteStringTable()
-    let eventIdCodes = ColumnBuffer<UInt32>(capacity: 16_384)
+    let eventIdCodes: ColumnBuffer<UInt32>
 
     var propertyKeys = ByteStringTable()
     /// What was last seen at each of the first property positions of a record, per event
@@ -80,8 +80,8 @@ public struct BlockBuilder {
     /// column slot (low half) and the value's index in that column, or for a string column
     /// the value's code itself (high half). One word rather than two arrays: `finish` reads
     /// them in output order, which is random, and one cache miss per row beats two.
-    let entryStart = ColumnBuffer<UInt32>([0])
-    let entries = ColumnBuffer<UInt64>(capacity: 65_536)
+    let entryStart: ColumnBuffer<UInt32>
+    let entries: ColumnBuffer<UInt64>
 
     @inline(__always)
     static func entry(column: Int, value: UInt32) -> UInt64 { UInt64(UInt32(column)) | UInt64(value) << 32 }
@@ -89,7 +89,39 @@ public struct BlockBuilder {
     static let none = UInt32.max
 
     public init(day: Int32) {
+        self.init(day: day, rows: 16_384, entries: 65_536, users: 4096, sessions: 4096)
+    }
+
+    /// A builder whose buffers and id tables start an eighth above the sizes `previous`
+    /// reached. Days next to each other are about as large, and grown from the default
+    /// sizes, a day's columns were copied by `realloc` several times over (1.2% of a
+    /// compaction) and its id tables rehashed twice.
+    public init(day: Int32, sizedLike previous: BlockBuilder) {
+        func roomy(_ n: Int) -> Int { n + n / 8 }
+        self.init(
+            day: day, rows: roomy(previous.rows), entries: roomy(previous.entries.count),
+            users: roomy(previous.localUsers.count), sessions: roomy(previous.localSessions.count))
+    }
+
+    /// Room for `rows` rows, `entries` property values and so many distinct user (and
+    /// anonymous) and session ids before anything grows.
+    init(day: Int32, rows: Int, entries entryCount: Int, users userCount: Int, sessions sessionCount: Int) {
         self.day = day
+        let rows = max(rows, 1024)
+        timestamps = ColumnBuffer(capacity: rows)
+        received = ColumnBuffer(capacity: rows)
+        sequences = ColumnBuffer(capacity: rows)
+        nameCodes = ColumnBuffer(capacity: rows)
+        users = ColumnBuffer(capacity: rows)
+        anonymous = ColumnBuffer(capacity: rows)
+        sessions = ColumnBuffer(capacity: rows)
+        botCodes = ColumnBuffer(capacity: rows)
+        eventIdCodes = ColumnBuffer(capacity: rows)
+        entryStart = ColumnBuffer(capacity: rows + 1)
+        entryStart.append(0)
+        entries = ColumnBuffer(capacity: max(entryCount, 4096))
+        localUsers = ByteStringTable(capacity: max(userCount, 256))
+        localSessions = ByteStringTable(capacity: max(sessionCount, 256))
     }
 
     /// The UTC day (days since 1970-01-01) of a timestamp in microseconds.

@@ -293,7 +293,7 @@ extension ColumnStore {
                 try self.writeBlockFile(bytes.bytes, name: names[i], faults: faults)
                 // Written: its columns are freed now rather than with the round's, which
                 // lowers the round's peak memory.
-                shared.builders[i] = BlockBuilder(day: shared.builders[i].day)
+                shared.builders[i] = BlockBuilder(day: shared.builders[i].day, rows: 0, entries: 0, users: 0, sessions: 0)
                 // Opened here, in parallel, for the snapshot `publish` hands to readers: opened
                 // there, 20–40 new blocks a round took 5–10 ms with every other core idle.
                 let file = try BlockFile(path: self.directory + "/" + names[i])

@@ -52,7 +52,7 @@ public struct DayBuilders {
                     } else {
                         lastIndex = builders.count
                         indexOfDay[day] = lastIndex
-                        builders.append(BlockBuilder(day: day))
+                        builders.append(builders.last.map { BlockBuilder(day: day, sizedLike: $0) } ?? BlockBuilder(day: day))
                     }
                 }
                 guard lastIndex >= 0 else { continue }
