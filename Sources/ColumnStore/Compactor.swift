@@ -14,7 +14,10 @@ public struct CompactionOptions: Sendable {
     public var coldCodec: Codec = .zstd
     public var coldAfterDays = 7
     public var lz4Level: Int32 = 1
-    public var zstdLevel: Int32 = 6
+    /// Level 3 rather than 6: on 10 M generated events, blocks written straight in Zstd (a
+    /// backlog of days already cold) came out 0.7% larger (8.81 against 8.75 bytes per
+    /// event with the dictionaries) and compacted 13–29% faster in three alternating pairs.
+    public var zstdLevel: Int32 = 3
     /// A day's blocks smaller than this may be merged with its new events.
     public var mergeBelowRows = 1_000_000
     /// Size-tiered merging: an existing block joins the new events of its day only if it
