@@ -288,7 +288,8 @@ extension ColumnStore {
             }
             resolver.stackSize = 8 << 20
             resolver.start()
-            @Sendable func encode(_ i: Int, users: UInt32, sessions: UInt32) throws -> (entry: BlockEntry, file: BlockFile) {
+            let written = parallelMap(threads: min(options.threads, count), next: { try resolved.take() }) { i in
+                let (users, sessions) = resolved.sizes(of: i)
                 let codec = codecs[i]
                 let (bytes, footer) = try shared.builders[i].finish(
                     codec: codec, level: options.level(codec), userDictionaryCount: users, sessionDictionaryCount: sessions,
@@ -300,26 +301,12 @@ extension ColumnStore {
                 // Opened here, in parallel, for the snapshot `publish` hands to readers: opened
                 // there, 20–40 new blocks a round took 5–10 ms with every other core idle.
                 let file = try BlockFile(path: self.directory + "/" + names[i])
-                return (self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec), file)
-            }
-            let results = Collected<(Int, Result<(entry: BlockEntry, file: BlockFile), any Error>)>()
-            runInParallel(max(1, min(options.threads, count))) { _ in
-                while true {
-                    let next: (index: Int, users: UInt32, sessions: UInt32)?
-                    do {
-                        next = try resolved.take()
-                    } catch {
-                        results.append((-1, .failure(error)))
-                        return
-                    }
-                    guard let (i, users, sessions) = next else { return }
-                    results.append((i, Result { try encode(i, users: users, sessions: sessions) }))
-                }
+                return (entry: self.entry(name: names[i], footer: footer, bytes: bytes.count, codec: codec), file: file)
             }
             // The resolver touches the builders and dictionaries until it finishes: wait for
             // it whatever happened to the encoders.
             try resolved.waitUntilFinished()
-            return try results.items.sorted { $0.0 < $1.0 }.map { try $0.1.get() }
+            return try written.map { try $0.get() }
         }
     }
 
@@ -508,29 +495,37 @@ private final class ResolvedIds: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// The builder an encoder takes next, with the dictionary sizes after its ids: the
-    /// largest of those resolved and not yet taken, waiting while there is none; nil once all
-    /// are taken. Throws the resolver's error if it stopped first.
+    /// The builder an encoder takes next: the largest of those resolved and not yet taken,
+    /// waiting while there is none; nil once all are taken. Throws the resolver's error if it
+    /// stopped first.
     ///
     /// Largest first, so that the round ends on small days: taken in day order, a large day
     /// left for last kept one core busy for up to 30 ms while the other had nothing to do.
     /// Ids are still assigned in day order, so blocks do not depend on which encoder was
     /// faster.
-    func take() throws -> (index: Int, users: UInt32, sessions: UInt32)? {
+    func take() throws -> Int? {
         condition.lock()
         defer { condition.unlock() }
         while true {
             if takenCount == rows.count { return nil }
             var best = -1
             for i in rows.indices where !taken[i] && sizes[i] != nil && (best < 0 || rows[i] > rows[best]) { best = i }
-            if best >= 0, let size = sizes[best] {
+            if best >= 0 {
                 taken[best] = true
                 takenCount += 1
-                return (best, size.users, size.sessions)
+                return best
             }
             if finished { throw failure ?? CompactionError.resolverStopped }
             condition.wait()
         }
+    }
+
+    /// The dictionary sizes after the ids of builder `index`, which `take` handed out.
+    func sizes(of index: Int) -> (users: UInt32, sessions: UInt32) {
+        condition.lock()
+        defer { condition.unlock() }
+        guard let size = sizes[index] else { preconditionFailure("builder \(index) was taken before its ids were resolved") }
+        return size
     }
 
     func waitUntilFinished() throws {
@@ -570,19 +565,44 @@ package func runInParallel(_ count: Int, _ body: @escaping @Sendable (Int) -> Vo
 /// `body(i)` for every `i` in `0..<count` on up to `threads` threads taking indices in turn;
 /// the results in index order.
 package func parallelMap<T>(_ count: Int, threads: Int, _ body: @escaping @Sendable (Int) throws -> T) -> [Result<T, any Error>] {
+    let counter = IndexCounter()
+    return parallelMap(threads: min(threads, count), next: { counter.next(below: count) }, body)
+}
+
+/// `body(i)` for every index `next` hands out (nil once there are none left) on up to
+/// `threads` threads; the results in index order. An error `next` throws stops the thread
+/// that asked and comes first among the results.
+package func parallelMap<T>(
+    threads: Int, next: @escaping @Sendable () throws -> Int?, _ body: @escaping @Sendable (Int) throws -> T
+) -> [Result<T, any Error>] {
     let results = Collected<(Int, Result<T, any Error>)>()
-    let next = Mutex(0)
-    runInParallel(max(1, min(threads, count))) { _ in
+    runInParallel(max(1, threads)) { _ in
         while true {
-            let i = next.withLock { n in
-                defer { n += 1 }
-                return n
+            let index: Int?
+            do {
+                index = try next()
+            } catch {
+                results.append((-1, .failure(error)))
+                return
             }
-            guard i < count else { return }
+            guard let i = index else { return }
             results.append((i, Result { try body(i) }))
         }
     }
     return results.items.sorted { $0.0 < $1.0 }.map(\.1)
+}
+
+/// Hands out 0, 1, 2, … to the threads of `parallelMap`.
+private final class IndexCounter: Sendable {
+    private let next = Mutex(0)
+
+    func next(below count: Int) -> Int? {
+        next.withLock { n in
+            guard n < count else { return nil }
+            defer { n += 1 }
+            return n
+        }
+    }
 }
 
 /// Results handed back from worker threads. Each worker builds its own value and hands it over
