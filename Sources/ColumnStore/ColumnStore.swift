@@ -91,13 +91,16 @@ public final class ColumnStore: @unchecked Sendable {
     }
 
     /// A block file name: its day and the manifest generation that published it.
-    static func blockName(day: Int32, generation: UInt64) -> String {
+    /// `part` tells apart the blocks of one day that one round writes (a day read in
+    /// stretches, `RoundPartition`); the first has no suffix.
+    static func blockName(day: Int32, generation: UInt64, part: Int = 0) -> String {
         let (y, m, d) = Timestamp.civilFromDays(Int(day))
         func pad(_ v: Int, _ width: Int) -> String {
             let s = String(v)
             return String(repeating: "0", count: max(0, width - s.count)) + s
         }
-        return "\(pad(y, 4))\(pad(m, 2))\(pad(d, 2))-\(pad(Int(generation), 8))\(BlockLayout.fileSuffix)"
+        let suffix = part == 0 ? "" : "-\(part)"
+        return "\(pad(y, 4))\(pad(m, 2))\(pad(d, 2))-\(pad(Int(generation), 8))\(suffix)\(BlockLayout.fileSuffix)"
     }
 }
 

@@ -29,6 +29,10 @@ public struct CompactionOptions: Sendable {
     public var maxBlocksPerDay = 8
     /// A merge never makes a block larger than this.
     public var maxBlockRows = 8_000_000
+    /// A round of fewer days than twice its threads is read in stretches of the log, one per
+    /// thread, rather than day by day, once each stretch would hold at least this many
+    /// events: see `RoundPartition`.
+    public var minEventsPerStretch = 250_000
     /// Cold blocks recompressed per round, so one round never stalls on a backlog.
     public var recompressPerRound = 16
     /// Threads reading and encoding a round. The server uses one, at lowered priority, so
@@ -124,30 +128,37 @@ extension ColumnStore {
             round[keyPath: field] += now - phaseStart
             phaseStart = now
         }
-        // Read and merge in parallel, each worker building the days it meets first (`DayClaims`):
-        // the builders intern ids in tables of their own, so workers share nothing but the log.
+        // Read and merge in parallel: the builders intern ids in tables of their own, so
+        // workers share nothing but the log.
         let through = try Self.roundEnd(snapshot: snapshot, from: from, options: options)
         let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
-        let claims = DayClaims()
+        let partition = try RoundPartition(snapshot: snapshot, from: from, through: through, workers: workers, options: options)
         let results = parallelMap(workers, threads: workers) { worker in
             try self.readRoundPart(
-                snapshot: snapshot, from: from, through: through, worker: worker, claims: claims,
+                snapshot: snapshot, from: from, through: through, worker: worker, partition: partition,
                 current: current, open: open, options: options)
         }
-        var builders: [BlockBuilder] = []
+        var parts: [(worker: Int, builder: BlockBuilder)] = []
         var replaced: [BlockEntry] = []
         var readNanos: UInt64 = 0
-        for result in results {
+        for (worker, result) in results.enumerated() {
             let part = try result.get()
-            builders += part.builders
+            parts += part.builders.map { (worker, $0) }
             replaced += part.replaced
             round.events += part.events
             readNanos = max(readNanos, part.readNanos)
         }
         guard round.events > 0 else { return nil }
         round.through = through
-        builders.sort { $0.day < $1.day }
+        // By day, and a day read in stretches by worker, which is log order: blocks and ids
+        // do not depend on which worker was faster.
+        parts.sort { ($0.builder.day, $0.worker) < ($1.builder.day, $1.worker) }
+        var builders = parts.map(\.builder)
+        parts = []
+        if case .stretches = partition {
+            replaced = try mergeSmallBlocks(into: &builders, current: current, open: open, options: options)
+        }
         let elapsed = monotonicNanos() - phaseStart
         round.readNanos += min(readNanos, elapsed)
         round.mergeNanos += elapsed - min(readNanos, elapsed)
@@ -155,7 +166,13 @@ extension ColumnStore {
         let generation = current.generation + 1
         let today = BlockBuilder.day(ofMicros: currentMicros())
         let codecs = builders.map { options.codec(forDay: $0.day, today: today) }
-        let names = builders.map { Self.blockName(day: $0.day, generation: generation) }
+        // A day read in stretches has one block per stretch.
+        var names: [String] = []
+        var part = 0
+        for i in builders.indices {
+            part = i > 0 && builders[i - 1].day == builders[i].day ? part + 1 : 0
+            names.append(Self.blockName(day: builders[i].day, generation: generation, part: part))
+        }
         // The rounds left, this one included: the later ones will add sessions at its rate.
         let rounds = min(16, Double(snapshot.durableSequence - from) / Double(max(1, through - from)))
         let written = try finishInParallel(
@@ -173,7 +190,8 @@ extension ColumnStore {
     }
 
     /// Where a round that starts at `from` ends: `maxEventsPerRound` later, moved on to the
-    /// next day boundary of the log when one comes within a quarter round more.
+    /// next day boundary of the log when one comes within a quarter round more, or else back
+    /// to the last one in the half round before.
     ///
     /// A round that ends inside a day leaves the rest of the day to the next round, which
     /// then merges the block just written (decoding and re-encoding about half a day of rows
@@ -186,16 +204,30 @@ extension ColumnStore {
         let plain = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
         guard plain < snapshot.durableSequence else { return plain }
         let limit = min(snapshot.durableSequence, plain + UInt64(options.maxEventsPerRound / 4))
-        var reader = LogReader(snapshot: snapshot, from: plain)
+        if let after = try dayBoundaries(snapshot: snapshot, from: plain, through: limit, first: true).first { return after }
+        // Days as large as half a round (100 M events over 90 days) often have no boundary
+        // in the quarter round after the plain end; the last one in the half round before it
+        // then ends the round, a little short, rather than splitting a day.
+        let earliest = from + UInt64(max(1, options.maxEventsPerRound / 2))
+        guard earliest < plain else { return plain }
+        return try dayBoundaries(snapshot: snapshot, from: earliest, through: plain - 1, first: false).last ?? plain
+    }
+
+    /// The day boundaries (first sequences of batches) in `from ... through`, reading batch
+    /// headers from the one that holds `from`; only the first one if `first`.
+    private static func dayBoundaries(snapshot: LogSnapshot, from: UInt64, through: UInt64, first: Bool) throws -> [UInt64] {
+        var reader = LogReader(snapshot: snapshot, from: from)
         var latestDay = Int32.min
+        var found: [UInt64] = []
         while let (header, _) = try reader.nextBatch(decompressing: { _ in false }) {
-            if header.firstSequence > limit { break }
-            if header.firstSequence >= plain && BlockBuilder.day(ofMicros: header.minTimestamp) > latestDay && latestDay != .min {
-                return header.firstSequence
+            if header.firstSequence > through { break }
+            if header.firstSequence >= from && BlockBuilder.day(ofMicros: header.minTimestamp) > latestDay && latestDay != .min {
+                found.append(header.firstSequence)
+                if first { break }
             }
             latestDay = max(latestDay, BlockBuilder.day(ofMicros: header.maxTimestamp))
         }
-        return plain
+        return found
     }
 
     struct RoundPart {
@@ -205,47 +237,95 @@ extension ColumnStore {
         var readNanos: UInt64 = 0
     }
 
-    /// One worker's share of a round: the log's events in `from..<through` whose day falls
-    /// to it, in day builders, with the small existing blocks of those days merged in.
+    /// One worker's share of a round, in day builders: the log's events in `from..<through`
+    /// whose day falls to it, with the small existing blocks of those days merged in, or the
+    /// events of its stretch of the log (merged into afterwards by `mergeSmallBlocks`).
     private func readRoundPart(
-        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, claims: DayClaims, current: Manifest,
+        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, partition: RoundPartition, current: Manifest,
         open: [BlockFile], options: CompactionOptions
     ) throws -> RoundPart {
         let started = monotonicNanos()
         var part = RoundPart()
-        var days = DayBuilders { day in claims.claim(day, for: worker) }
-        var reader = LogReader(snapshot: snapshot, from: from)
+        let range: Range<UInt64>
+        var days: DayBuilders
+        switch partition {
+        case .days(let claims):
+            range = from..<through
+            days = DayBuilders { day in claims.claim(day, for: worker) }
+        case .stretches(let bounds):
+            range = bounds[worker]..<bounds[worker + 1]
+            days = DayBuilders()
+        }
+        var reader = LogReader(snapshot: snapshot, from: range.lowerBound)
         var pacing = PacedWork(options.pacer)
         // A batch none of whose days fall to this worker is not decompressed: in a log
         // written in time order most batches hold one day, so each is read by one worker.
         let owned = { (header: BatchHeader) in days.acceptsSomeDay(from: header.minTimestamp, through: header.maxTimestamp) }
         while let (header, payload) = try reader.nextBatch(decompressing: owned) {
-            if header.firstSequence >= through { break }
+            if header.firstSequence >= range.upperBound { break }
             guard let payload else { continue }
-            try days.add(header, payload: payload, range: from..<through)
+            try days.add(header, payload: payload, range: range)
             pacing.checkpoint()
         }
         part.builders = days.builders
         part.events = days.events
         part.readNanos = monotonicNanos() - started
-        // Small blocks of the same days are merged into the new ones, smallest first, while
-        // they are within `mergeRatio` of what is gathered (or the day has too many blocks).
-        for i in part.builders.indices {
-            var total = part.builders[i].rows
-            let day = part.builders[i].day
-            let crowded = current.blocks.count { $0.day == day } + 1 > options.maxBlocksPerDay
-            let candidates = current.blocks.enumerated()
-                .filter { $0.element.day == day && Int($0.element.rows) < options.mergeBelowRows }
-                .sorted { $0.element.rows < $1.element.rows }
-            for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
-                guard crowded || Int(entry.rows) <= total * options.mergeRatio else { break }
-                try part.builders[i].append(block: open[index])
-                pacing.checkpoint()
-                total += Int(entry.rows)
-                part.replaced.append(entry)
+        if case .days = partition {
+            for i in part.builders.indices {
+                let merged = try mergeSmallBlocks(into: &part.builders[i], current: current, open: open, options: options, pacing: &pacing)
+                part.replaced += merged
             }
         }
         return part
+    }
+
+    /// Merges the small existing blocks of the builder's day into it, smallest first, while
+    /// they are within `mergeRatio` of what is gathered (or the day has too many blocks);
+    /// returns the blocks merged.
+    private func mergeSmallBlocks(
+        into builder: inout BlockBuilder, current: Manifest, open: [BlockFile], options: CompactionOptions, pacing: inout PacedWork
+    ) throws -> [BlockEntry] {
+        var merged: [BlockEntry] = []
+        var total = builder.rows
+        let day = builder.day
+        let crowded = current.blocks.count { $0.day == day } + 1 > options.maxBlocksPerDay
+        let candidates = current.blocks.enumerated()
+            .filter { $0.element.day == day && Int($0.element.rows) < options.mergeBelowRows }
+            .sorted { $0.element.rows < $1.element.rows }
+        for (index, entry) in candidates where total + Int(entry.rows) <= options.maxBlockRows {
+            guard crowded || Int(entry.rows) <= total * options.mergeRatio else { break }
+            try builder.append(block: open[index])
+            pacing.checkpoint()
+            total += Int(entry.rows)
+            merged.append(entry)
+        }
+        return merged
+    }
+
+    /// The merges of a round read in stretches, after the read: each day's small blocks go
+    /// into its largest builder (a day may have one per stretch; the first of equals), the
+    /// days in parallel.
+    private func mergeSmallBlocks(
+        into builders: inout [BlockBuilder], current: Manifest, open: [BlockFile], options: CompactionOptions
+    ) throws -> [BlockEntry] {
+        var largest: [Int] = []
+        for i in builders.indices {
+            if let last = largest.last, builders[last].day == builders[i].day {
+                if builders[i].rows > builders[last].rows { largest[largest.count - 1] = i }
+            } else {
+                largest.append(i)
+            }
+        }
+        let targets = largest
+        return try builders.withUnsafeMutableBufferPointer { buffer in
+            let shared = SharedBuilders(builders: buffer.baseAddress!)
+            let results = parallelMap(targets.count, threads: options.threads) { k in
+                var pacing = PacedWork(options.pacer)
+                return try self.mergeSmallBlocks(
+                    into: &shared.builders[targets[k]], current: current, open: open, options: options, pacing: &pacing)
+            }
+            return try results.flatMap { try $0.get() }
+        }
     }
 
     /// Resolves, encodes and writes the day builders on `options.threads` threads.
@@ -324,8 +404,8 @@ extension ColumnStore {
             if replaced.count >= options.recompressPerRound { break }
             let codec = options.coldCodec
             let (bytes, footer) = try open[index].recompressed(codec: codec, level: options.level(codec), pacer: options.pacer)
-            let name = Self.blockName(day: entry.day, generation: generation)
-            guard !added.contains(where: { $0.name == name }) else { continue }
+            // Several blocks of one day recompressed together take parts, as in a round.
+            let name = Self.blockName(day: entry.day, generation: generation, part: added.count { $0.day == entry.day })
             try writeBlockFile(bytes.bytes, name: name, faults: faults)
             replaced.append(entry)
             added.append(self.entry(name: name, footer: footer, bytes: bytes.count, codec: codec))
@@ -456,6 +536,47 @@ final class DayClaims: @unchecked Sendable {
         if let o = owner[day] { return o == worker }
         owner[day] = worker
         return true
+    }
+}
+
+/// How the workers of a round share its events.
+///
+/// By day (`days`), each worker builds the days it meets first: every day is one block.
+/// That leaves workers idle when a round holds few days: at 100 M events over 90 days a day
+/// holds up to 2 M events, as many as a round, and one worker read and encoded each round
+/// while the other waited (1.44 of 2 cores busy). Such a round is cut into one stretch of
+/// the log per worker instead (`stretches`, the bounds in sequence numbers), each building
+/// every day it holds; a day that spans two stretches becomes two blocks, which queries read
+/// like any day of several blocks. Small rounds keep to days, so a few events never make
+/// two blocks of one day.
+enum RoundPartition: Sendable {
+    case days(DayClaims)
+    case stretches([UInt64])
+
+    init(snapshot: LogSnapshot, from: UInt64, through: UInt64, workers: Int, options: CompactionOptions) throws {
+        let events = through - from
+        guard workers > 1, events >= UInt64(workers) * UInt64(max(1, options.minEventsPerStretch)),
+            try Self.daysHeld(snapshot: snapshot, from: from, through: through, atLeast: 2 * workers) < 2 * workers
+        else {
+            self = .days(DayClaims())
+            return
+        }
+        self = .stretches((0...workers).map { from + events * UInt64($0) / UInt64(workers) })
+    }
+
+    /// The distinct days of the batches in `from..<through`, counted up to `limit`. A batch
+    /// counts for the day of its latest event, which its header gives: in a log written in
+    /// time order that is where its events are, and a late event or two, which stretch the
+    /// header's range back by days, hold little work.
+    static func daysHeld(snapshot: LogSnapshot, from: UInt64, through: UInt64, atLeast limit: Int) throws -> Int {
+        var days = Set<Int32>()
+        var reader = LogReader(snapshot: snapshot, from: from)
+        while let (header, _) = try reader.nextBatch(decompressing: { _ in false }) {
+            if header.firstSequence >= through { break }
+            days.insert(BlockBuilder.day(ofMicros: header.maxTimestamp))
+            if days.count >= limit { return limit }
+        }
+        return days.count
     }
 }
 

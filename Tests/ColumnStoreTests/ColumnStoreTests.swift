@@ -27,6 +27,17 @@ func storeTestEvents(count: Int, days: Int, seed: UInt64) -> [Event] {
     }
 }
 
+/// Whether the store's blocks hold exactly `stored`, with each day's rows in blocks of
+/// that day.
+func expectBlocksHoldExactly(_ stored: [Event], _ store: ColumnStore, sourceLocation: SourceLocation = #_sourceLocation) throws {
+    expectSameEvents(stored, try store.allEvents(), sourceLocation: sourceLocation)
+    var perDay: [Int32: Int] = [:]
+    for e in stored { perDay[BlockBuilder.day(ofMicros: e.timestamp), default: 0] += 1 }
+    var blockRows: [Int32: Int] = [:]
+    for block in store.manifest.blocks { blockRows[block.day, default: 0] += Int(block.rows) }
+    #expect(blockRows == perDay, sourceLocation: sourceLocation)
+}
+
 /// Whether `actual` (read back from blocks) is `expected` (as appended): the same fields,
 /// properties in any order, and integers of a key that also held fractions read as doubles.
 func sameEvent(_ expected: Event, _ actual: Event) -> Bool {
@@ -335,26 +346,24 @@ extension SequencePredictionTests {
         options.maxEventsPerRound = 3_000
         while try store.compact(log: log, options: options) != nil {}
         #expect(store.manifest.compactedThrough == log.durableSequence)
-        expectSameEvents(stored, try store.allEvents())
-        var perDay: [Int32: Int] = [:]
-        for e in stored { perDay[BlockBuilder.day(ofMicros: e.timestamp), default: 0] += 1 }
-        var blockRows: [Int32: Int] = [:]
-        for block in store.manifest.blocks { blockRows[block.day, default: 0] += Int(block.rows) }
-        #expect(blockRows == perDay)
+        try expectBlocksHoldExactly(stored, store)
         log.close()
     }
 
-    /// A round ends at the log's next day boundary when one comes within a quarter round:
-    /// days of 400 events in time order, rounds of 1,000, so each round runs on to the end of
-    /// its third day. No day is split between rounds, so no round merges the block the one
-    /// before it wrote, and every day is one block.
-    @Test func roundsEndAtDayBoundaries() async throws {
+    /// A round ends at the log's next day boundary when one comes within a quarter round, or
+    /// else at the last one in the half round before its plain end. Days in time order,
+    /// rounds of 1,000 events: days of 400 run each round on to the end of its third day;
+    /// days of 700 have no boundary in the quarter round after, so each round ends back at
+    /// the end of its day. No day is split between rounds, so no round merges the block the
+    /// one before it wrote, and every day is one block.
+    @Test(arguments: [(400, 4_000, [1_200, 2_400, 3_600, 4_000] as [UInt64]), (700, 3_500, [700, 1_400, 2_100, 2_800, 3_500])])
+    func roundsEndAtDayBoundaries(dayEvents: Int, count: Int, expectedEnds: [UInt64]) async throws {
         let dir = TemporaryDirectory()
         let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
         let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
-        let events = (0..<4_000).map { i in
+        let events = (0..<count).map { i in
             Event(
-                name: "e", timestamp: dayZero + Int64(i / 400) * 86_400_000_000 + Int64(i % 400) * 1_000_000,
+                name: "e", timestamp: dayZero + Int64(i / dayEvents) * 86_400_000_000 + Int64(i % dayEvents) * 1_000_000,
                 receivedAt: dayZero, userId: "u\(i % 7)", anonymousId: nil, sessionId: nil, botId: nil, clientEventId: nil,
                 timestampClamped: false, properties: [])
         }
@@ -367,10 +376,49 @@ extension SequencePredictionTests {
             #expect(round.blocksReplaced == 0)
             ends.append(round.through)
         }
-        #expect(ends == [1_200, 2_400, 3_600, 4_000])
-        #expect(store.manifest.blocks.count == 10)
+        #expect(ends == expectedEnds)
+        #expect(store.manifest.blocks.count == count / dayEvents)
         expectSameEvents(stored, try store.allEvents())
         log.close()
+    }
+
+    /// A round of few large days is read in one stretch of the log per worker
+    /// (`RoundPartition`): each stretch's part of a day becomes a block of its own, named
+    /// apart, every event is stored once, the small blocks of earlier rounds are merged
+    /// exactly once, and two stores built alike hold the same blocks, whichever worker was
+    /// faster.
+    @Test func roundsOfFewDaysAreReadInStretches() async throws {
+        let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+        var rng = SeededRandom(seed: 5)
+        // A few events of days 0 and 1 first (a round of their own: small blocks), then
+        // 6,000 in time order over days 0–2, with late ones.
+        var events = storeTestEvents(count: 40, days: 2, seed: 3)
+        events += storeTestEvents(count: 6_000, days: 3, seed: 4).sorted { $0.timestamp < $1.timestamp }.map { e in
+            var e = e
+            if Int.random(in: 0..<50, using: &rng) == 0 { e.timestamp = dayZero + Int64.random(in: 0..<86_400_000_000, using: &rng) }
+            return e
+        }
+        var layouts: [[String: UInt32]] = []
+        for _ in 0..<2 {
+            let dir = TemporaryDirectory()
+            let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+            let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+            var options = CompactionOptions()
+            options.threads = 3
+            options.minEventsPerStretch = 500
+            var stored = try await append(Array(events[..<40]), to: log, batchSize: 20)
+            _ = try #require(try store.compact(log: log, options: options))
+            #expect(store.manifest.blocks.count == 2, "40 events are too few to read in stretches")
+            stored += try await append(Array(events[40...]), to: log, batchSize: 64)
+            let round = try #require(try store.compact(log: log, options: options))
+            #expect(round.blocksReplaced == 2, "each day's small block is merged once")
+            #expect(store.manifest.blocks.count > 3, "days that span stretches have a block per stretch")
+            #expect(store.manifest.blocks.contains { $0.name.hasSuffix("-1.blk") })
+            try expectBlocksHoldExactly(stored, store)
+            layouts.append(Dictionary(uniqueKeysWithValues: store.manifest.blocks.map { ($0.name, $0.rows) }))
+            log.close()
+        }
+        #expect(layouts[0] == layouts[1])
     }
 
     /// The builder compares each row's user, anonymous, session and bot ids with the
@@ -462,7 +510,9 @@ extension SequencePredictionTests {
 
     /// Stops the compaction before each of its durable steps in turn, then reopens everything
     /// from disk as a restarted process would: the visible events are exactly those appended.
-    @Test func aFailureAtAnyCompactionStepLosesAndDuplicatesNothing() async throws {
+    /// Rounds read by day, and read in stretches (`RoundPartition`, with merges after the read).
+    @Test(arguments: [false, true])
+    func aFailureAtAnyCompactionStepLosesAndDuplicatesNothing(inStretches: Bool) async throws {
         var failAt = 1
         while true {
             let dir = TemporaryDirectory()
@@ -473,11 +523,17 @@ extension SequencePredictionTests {
             do {
                 let log = try EventLog.open(directory: dir.path + "/log", configuration: configuration, logger: quietLogger())
                 let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
-                stored = try await append(storeTestEvents(count: 400, days: 3, seed: 21), to: log)
-                try store.compact(log: log)
-                stored += try await append(storeTestEvents(count: 300, days: 4, seed: 22), to: log)
                 var options = CompactionOptions()
-                options.coldAfterDays = -10  // every day is cold: recompression runs too
+                if inStretches {
+                    options.threads = 3
+                    options.minEventsPerStretch = 50
+                }
+                stored = try await append(storeTestEvents(count: 400, days: 3, seed: 21), to: log)
+                try store.compact(log: log, options: options)
+                stored += try await append(storeTestEvents(count: 300, days: 4, seed: 22), to: log)
+                // Every day is cold: the first round's blocks (several a day in stretches)
+                // are recompressed too.
+                options.coldAfterDays = -10
                 var failed = false
                 do {
                     try store.compact(log: log, options: options, faults: faults)
@@ -491,6 +547,7 @@ extension SequencePredictionTests {
                 let store2 = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
                 try store2.compact(log: log2, options: options)
                 #expect(store2.manifest.compactedThrough == log2.durableSequence)
+                #expect(!inStretches || store2.manifest.blocks.contains { $0.name.hasSuffix("-1.blk") }, "days read in stretches")
                 log2.close()
                 expectSameEvents(stored, try visibleEvents(projectDirectory: dir.path))
                 if !failed { break }
