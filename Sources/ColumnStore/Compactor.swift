@@ -556,7 +556,7 @@ enum RoundPartition: Sendable {
     init(snapshot: LogSnapshot, from: UInt64, through: UInt64, workers: Int, options: CompactionOptions) throws {
         let events = through - from
         guard workers > 1, events >= UInt64(workers) * UInt64(max(1, options.minEventsPerStretch)),
-            try Self.daysHeld(snapshot: snapshot, from: from, through: through, atLeast: 2 * workers) < 2 * workers
+            try Self.daysHeld(snapshot: snapshot, from: from, through: through, upTo: 2 * workers) < 2 * workers
         else {
             self = .days(DayClaims())
             return
@@ -568,7 +568,7 @@ enum RoundPartition: Sendable {
     /// counts for the day of its latest event, which its header gives: in a log written in
     /// time order that is where its events are, and a late event or two, which stretch the
     /// header's range back by days, hold little work.
-    static func daysHeld(snapshot: LogSnapshot, from: UInt64, through: UInt64, atLeast limit: Int) throws -> Int {
+    static func daysHeld(snapshot: LogSnapshot, from: UInt64, through: UInt64, upTo limit: Int) throws -> Int {
         var days = Set<Int32>()
         var reader = LogReader(snapshot: snapshot, from: from)
         while let (header, _) = try reader.nextBatch(decompressing: { _ in false }) {
