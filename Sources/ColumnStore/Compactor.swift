@@ -128,24 +128,21 @@ extension ColumnStore {
             round[keyPath: field] += now - phaseStart
             phaseStart = now
         }
-        // Read and merge in parallel: the builders intern ids in tables of their own, so
-        // workers share nothing but the log.
+        // Read in parallel: the builders intern ids in tables of their own, so workers share
+        // nothing but the log.
         let through = try Self.roundEnd(snapshot: snapshot, from: from, options: options)
         let workers = max(1, min(options.threads, 16))
         let open = blockFiles(of: current)
         let partition = try RoundPartition(snapshot: snapshot, from: from, through: through, workers: workers, options: options)
         let results = parallelMap(workers, threads: workers) { worker in
             try self.readRoundPart(
-                snapshot: snapshot, from: from, through: through, worker: worker, partition: partition,
-                current: current, open: open, options: options)
+                snapshot: snapshot, from: from, through: through, worker: worker, partition: partition, options: options)
         }
         var parts: [(worker: Int, builder: BlockBuilder)] = []
-        var replaced: [BlockEntry] = []
         var readNanos: UInt64 = 0
         for (worker, result) in results.enumerated() {
             let part = try result.get()
             parts += part.builders.map { (worker, $0) }
-            replaced += part.replaced
             round.events += part.events
             readNanos = max(readNanos, part.readNanos)
         }
@@ -156,9 +153,7 @@ extension ColumnStore {
         parts.sort { ($0.builder.day, $0.worker) < ($1.builder.day, $1.worker) }
         var builders = parts.map(\.builder)
         parts = []
-        if case .stretches = partition {
-            replaced = try mergeSmallBlocks(into: &builders, current: current, open: open, options: options)
-        }
+        let replaced = try mergeSmallBlocks(into: &builders, current: current, open: open, options: options)
         let elapsed = monotonicNanos() - phaseStart
         round.readNanos += min(readNanos, elapsed)
         round.mergeNanos += elapsed - min(readNanos, elapsed)
@@ -204,18 +199,18 @@ extension ColumnStore {
         let plain = min(snapshot.durableSequence, from + UInt64(options.maxEventsPerRound))
         guard plain < snapshot.durableSequence else { return plain }
         let limit = min(snapshot.durableSequence, plain + UInt64(options.maxEventsPerRound / 4))
-        if let after = try dayBoundaries(snapshot: snapshot, from: plain, through: limit, first: true).first { return after }
+        if let after = try dayBoundaries(snapshot: snapshot, from: plain, through: limit).first { return after }
         // Days as large as half a round (100 M events over 90 days) often have no boundary
         // in the quarter round after the plain end; the last one in the half round before it
         // then ends the round, a little short, rather than splitting a day.
         let earliest = from + UInt64(max(1, options.maxEventsPerRound / 2))
         guard earliest < plain else { return plain }
-        return try dayBoundaries(snapshot: snapshot, from: earliest, through: plain - 1, first: false).last ?? plain
+        return try dayBoundaries(snapshot: snapshot, from: earliest, through: plain - 1).last ?? plain
     }
 
     /// The day boundaries (first sequences of batches) in `from ... through`, reading batch
-    /// headers from the one that holds `from`; only the first one if `first`.
-    private static func dayBoundaries(snapshot: LogSnapshot, from: UInt64, through: UInt64, first: Bool) throws -> [UInt64] {
+    /// headers from the one that holds `from`.
+    private static func dayBoundaries(snapshot: LogSnapshot, from: UInt64, through: UInt64) throws -> [UInt64] {
         var reader = LogReader(snapshot: snapshot, from: from)
         var latestDay = Int32.min
         var found: [UInt64] = []
@@ -223,7 +218,6 @@ extension ColumnStore {
             if header.firstSequence > through { break }
             if header.firstSequence >= from && BlockBuilder.day(ofMicros: header.minTimestamp) > latestDay && latestDay != .min {
                 found.append(header.firstSequence)
-                if first { break }
             }
             latestDay = max(latestDay, BlockBuilder.day(ofMicros: header.maxTimestamp))
         }
@@ -232,17 +226,14 @@ extension ColumnStore {
 
     struct RoundPart {
         var builders: [BlockBuilder] = []
-        var replaced: [BlockEntry] = []
         var events = 0
         var readNanos: UInt64 = 0
     }
 
     /// One worker's share of a round, in day builders: the log's events in `from..<through`
-    /// whose day falls to it, with the small existing blocks of those days merged in, or the
-    /// events of its stretch of the log (merged into afterwards by `mergeSmallBlocks`).
+    /// whose day falls to it, or the events of its stretch of the log.
     private func readRoundPart(
-        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, partition: RoundPartition, current: Manifest,
-        open: [BlockFile], options: CompactionOptions
+        snapshot: LogSnapshot, from: UInt64, through: UInt64, worker: Int, partition: RoundPartition, options: CompactionOptions
     ) throws -> RoundPart {
         let started = monotonicNanos()
         var part = RoundPart()
@@ -270,12 +261,6 @@ extension ColumnStore {
         part.builders = days.builders
         part.events = days.events
         part.readNanos = monotonicNanos() - started
-        if case .days = partition {
-            for i in part.builders.indices {
-                let merged = try mergeSmallBlocks(into: &part.builders[i], current: current, open: open, options: options, pacing: &pacing)
-                part.replaced += merged
-            }
-        }
         return part
     }
 
@@ -283,8 +268,9 @@ extension ColumnStore {
     /// they are within `mergeRatio` of what is gathered (or the day has too many blocks);
     /// returns the blocks merged.
     private func mergeSmallBlocks(
-        into builder: inout BlockBuilder, current: Manifest, open: [BlockFile], options: CompactionOptions, pacing: inout PacedWork
+        into builder: inout BlockBuilder, current: Manifest, open: [BlockFile], options: CompactionOptions
     ) throws -> [BlockEntry] {
+        var pacing = PacedWork(options.pacer)
         var merged: [BlockEntry] = []
         var total = builder.rows
         let day = builder.day
@@ -302,9 +288,9 @@ extension ColumnStore {
         return merged
     }
 
-    /// The merges of a round read in stretches, after the read: each day's small blocks go
-    /// into its largest builder (a day may have one per stretch; the first of equals), the
-    /// days in parallel.
+    /// The merges of a round, after the read: each day's small blocks go into its largest
+    /// builder (a day read in stretches has one per stretch; the first of equals), the days
+    /// in parallel.
     private func mergeSmallBlocks(
         into builders: inout [BlockBuilder], current: Manifest, open: [BlockFile], options: CompactionOptions
     ) throws -> [BlockEntry] {
@@ -320,9 +306,7 @@ extension ColumnStore {
         return try builders.withUnsafeMutableBufferPointer { buffer in
             let shared = SharedBuilders(builders: buffer.baseAddress!)
             let results = parallelMap(targets.count, threads: options.threads) { k in
-                var pacing = PacedWork(options.pacer)
-                return try self.mergeSmallBlocks(
-                    into: &shared.builders[targets[k]], current: current, open: open, options: options, pacing: &pacing)
+                try self.mergeSmallBlocks(into: &shared.builders[targets[k]], current: current, open: open, options: options)
             }
             return try results.flatMap { try $0.get() }
         }
