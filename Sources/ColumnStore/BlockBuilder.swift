@@ -137,41 +137,47 @@ public struct BlockBuilder {
         return Int64(littleEndian: body.loadUnaligned(as: Int64.self))
     }
 
-    /// Adds one event given as a log record body (the bytes after its length field).
-    public mutating func append(recordBody body: UnsafeRawBufferPointer, sequence: UInt64) throws(RecordDecodingError) {
+    /// Adds one event given as a log record body (the bytes after its length field), whose
+    /// strings are indexes into `strings` when its batch has a string table, else inline.
+    public mutating func append(
+        recordBody body: UnsafeRawBufferPointer, sequence: UInt64, strings: BatchStringCodes? = nil
+    ) throws(RecordDecodingError) {
         guard let start = body.baseAddress else { throw RecordDecodingError(offset: 0, reason: "truncated record header") }
         var r = RecordCursor(start: start, count: body.count)
         func fail(_ reason: String) -> RecordDecodingError { RecordDecodingError(offset: r.offset, reason: reason) }
         guard r.remaining >= 17 else { throw fail("truncated record header") }
         let ts = r.int64(), recv = r.int64(), flags = r.byteUnchecked()
-        guard let name = r.string() else { throw fail("truncated event_name") }
+        guard let nameCode = Self.code(&r, strings, .name, intern: { names.intern($0) }) else { throw fail("bad event_name") }
         let row = UInt32(rows)
         timestamps.append(ts)
         received.append(recv)
         sequences.append(Int64(bitPattern: sequence))
         if flags & EventRecord.timestampClamped != 0 { clampedRows.append(row) }
-        let nameCode = names.intern(name)
         nameCodes.append(nameCode)
         var user = Self.none, anon = Self.none, session = Self.none, bot = Self.none, eventId = Self.none
         if flags & EventRecord.hasUserId != 0 {
-            guard let s = r.string() else { throw fail("truncated user_id") }
-            user = Self.intern(s, into: &localUsers, last: &lastUser)
+            guard let code = Self.code(&r, strings, .users, intern: { Self.intern($0, into: &localUsers, last: &lastUser) })
+            else { throw fail("bad user_id") }
+            user = code
         }
         if flags & EventRecord.hasAnonymousId != 0 {
-            guard let s = r.string() else { throw fail("truncated anonymous_id") }
-            anon = Self.intern(s, into: &localUsers, last: &lastAnonymous)
+            guard let code = Self.code(&r, strings, .users, intern: { Self.intern($0, into: &localUsers, last: &lastAnonymous) })
+            else { throw fail("bad anonymous_id") }
+            anon = code
         }
         if flags & EventRecord.hasSessionId != 0 {
-            guard let s = r.string() else { throw fail("truncated session_id") }
-            session = Self.intern(s, into: &localSessions, last: &lastSession)
+            guard let code = Self.code(&r, strings, .sessions, intern: { Self.intern($0, into: &localSessions, last: &lastSession) })
+            else { throw fail("bad session_id") }
+            session = code
         }
         if flags & EventRecord.hasBotId != 0 {
-            guard let s = r.string() else { throw fail("truncated bot_id") }
-            bot = Self.intern(s, into: &bots, last: &lastBot)
+            guard let code = Self.code(&r, strings, .bots, intern: { Self.intern($0, into: &bots, last: &lastBot) })
+            else { throw fail("bad bot_id") }
+            bot = code
         }
         if flags & EventRecord.hasClientEventId != 0 {
-            guard let s = r.string() else { throw fail("truncated event_id") }
-            eventId = eventIds.intern(s)
+            guard let code = Self.code(&r, strings, .eventIds, intern: { eventIds.intern($0) }) else { throw fail("bad event_id") }
+            eventId = code
         }
         users.append(user)
         anonymous.append(anon)
@@ -180,10 +186,22 @@ public struct BlockBuilder {
         eventIdCodes.append(eventId)
         guard let count = r.varint(), count <= 65_536 else { throw fail("bad property count") }
         for position in 0..<Int(count) {
-            guard let key = r.string(), let tagByte = r.byte(), let tag = EventRecord.Tag(rawValue: tagByte)
-            else { throw fail("truncated property") }
-            let kind = ColumnKind(tag)
-            let (keyId, slot) = keySlot(key, kind: kind, name: nameCode, position: position)
+            let keyId: Int, slot: Int, tag: EventRecord.Tag
+            if let strings {
+                // The key's id is cached per string of the batch; its column follows from the
+                // value's type.
+                guard let id = Self.code(&r, strings, .keys, intern: { propertyKeys.intern($0) }), let tagByte = r.byte(),
+                    let t = EventRecord.Tag(rawValue: tagByte)
+                else { throw fail("bad property") }
+                tag = t
+                keyId = Int(id)
+                slot = self.slot(key: keyId, kind: ColumnKind(t))
+            } else {
+                guard let key = r.string(), let tagByte = r.byte(), let t = EventRecord.Tag(rawValue: tagByte)
+                else { throw fail("truncated property") }
+                tag = t
+                (keyId, slot) = keySlot(key, kind: ColumnKind(t), name: nameCode, position: position)
+            }
             let column = propertyHandles[slot]
             let valueIndex: UInt32
             switch tag {
@@ -198,8 +216,11 @@ public struct BlockBuilder {
                 let d = Double(bitPattern: UInt64(bitPattern: r.int64()))
                 valueIndex = column._withUnsafeGuaranteedRef { $0.append(double: d) }
             case .string, .json:
-                guard let s = r.string() else { throw fail("truncated string property") }
-                valueIndex = column._withUnsafeGuaranteedRef { $0.append(string: s) }
+                guard
+                    let code = Self.code(
+                        &r, strings, .property(slot), intern: { s in column._withUnsafeGuaranteedRef { $0.append(string: s) } })
+                else { throw fail("bad string property") }
+                valueIndex = code
             }
             // A key repeated within one event: the last value wins, as in JavaScript. `slot`
             // has sized both arrays past `keyId`.
@@ -215,6 +236,37 @@ public struct BlockBuilder {
         guard r.isAtEnd else { throw fail("\(r.remaining) trailing bytes in record") }
         entryStart.append(UInt32(entries.count))
         rows += 1
+    }
+
+    /// The code of the record's next string in `field`: read inline and interned, or looked up
+    /// in the batch's string table, where a string met before in the same builder and field
+    /// has its code cached and is not hashed again. (Strings of version-2 records are inline
+    /// when the varint before them is odd.)
+    @inline(__always)
+    static func code(
+        _ r: inout RecordCursor, _ strings: BatchStringCodes?, _ field: BatchStringCodes.Field,
+        intern: (UnsafeRawBufferPointer) -> UInt32
+    ) -> UInt32? {
+        guard let strings else {
+            guard let bytes = r.string() else { return nil }
+            return intern(bytes)
+        }
+        guard let v = r.varint() else { return nil }
+        if v & 1 == 1 {
+            // Inline (ids): interned per row, after the compare with the previous row's.
+            guard v >> 1 <= UInt64(r.remaining) else { return nil }
+            let bytes = UnsafeRawBufferPointer(start: r.position, count: Int(v >> 1))
+            r.position += Int(v >> 1)
+            return intern(bytes)
+        }
+        let index = v >> 1
+        guard index < UInt64(strings.count) else { return nil }
+        let cell = strings.cache + Int(index)
+        let owner = strings.builder | field.id
+        if cell.pointee.owner == owner { return cell.pointee.code }
+        let code = intern(strings.bytes(Int(index)))
+        cell.pointee = BatchStringCodes.Cell(owner: owner, code: code)
+        return code
     }
 
     /// The code of `bytes` in `table`, checking `last` (the code this column had in the
@@ -770,6 +822,14 @@ struct RecordCursor {
             if b < 0x80 {
                 position += 1
                 return UInt64(b)
+            }
+            // Two bytes: string indexes of a batch's table from 128 to 16k.
+            if end - position >= 2 {
+                let c = position.load(fromByteOffset: 1, as: UInt8.self)
+                if c < 0x80 {
+                    position += 2
+                    return UInt64(b & 0x7F) | UInt64(c) << 7
+                }
             }
         }
         return longVarint()

@@ -141,13 +141,15 @@ public final class EventEncoder {
         // record
         let out = builder.records
         let start = EventRecord.beginRecord(into: out, timestamp: ts, receivedAt: receivedAt)
+        // The size limit counts strings as if inline, whether or not the table held them.
+        let stringBytesBefore = builder.strings.referencedBytes
         out.append(byte: flags)
-        out.append(lengthPrefixed: nameBytes)
-        writeIdentifier(tokens, user, into: out)
-        writeIdentifier(tokens, anonymous, into: out)
-        writeIdentifier(tokens, session, into: out)
-        writeIdentifier(tokens, bot, into: out)
-        writeIdentifier(tokens, eventId, into: out)
+        builder.appendString(nameBytes, field: BatchBuilder.Field.name)
+        writeIdentifier(tokens, user, nil, into: builder)
+        writeIdentifier(tokens, anonymous, nil, into: builder)
+        writeIdentifier(tokens, session, nil, into: builder)
+        writeIdentifier(tokens, bot, BatchBuilder.Field.botId, into: builder)
+        writeIdentifier(tokens, eventId, nil, into: builder)
         if properties >= 0 && tokens.kind(properties) == JSONKind.object {
             let count = leafCount(tokens, properties)
             guard count <= limits.maxProperties else {
@@ -155,7 +157,8 @@ public final class EventEncoder {
                 return .failure(IngestError("too_many_properties", "properties has \(count) values after flattening; the limit is \(limits.maxProperties)"))
             }
             out.append(varint: UInt64(count))
-            if let error = writeProperties(tokens, object: properties, prefixLength: 0, into: out) {
+            var position = 0
+            if let error = writeProperties(tokens, object: properties, prefixLength: 0, position: &position, into: builder) {
                 out.count = start
                 return .failure(error)
             }
@@ -163,7 +166,7 @@ public final class EventEncoder {
             out.append(varint: 0)
         }
         EventRecord.endRecord(into: out, start: start)
-        let size = out.count - start
+        let size = out.count - start + (builder.strings.referencedBytes - stringBytesBefore)
         guard size <= limits.maxEventBytes else {
             out.count = start
             return .failure(IngestError("event_too_large", "event is \(size) bytes; the limit is \(limits.maxEventBytes)"))
@@ -196,19 +199,19 @@ public final class EventEncoder {
     }
 
     @inline(__always)
-    private func writeIdentifier(_ tokens: JSONTokens, _ index: Int, into out: OutputBuffer) {
+    /// Writes an id: a bot id through the string table, where `field` remembers its last
+    /// value, and user, anonymous, session and event ids (`field` nil) inline.
+    private func writeIdentifier(_ tokens: JSONTokens, _ index: Int, _ field: Int?, into builder: BatchBuilder) {
         guard index >= 0 else { return }
         switch tokens.kind(index) {
-        case JSONKind.string: out.append(lengthPrefixed: tokens.string(index))
-        case JSONKind.int64: appendDecimal(String(tokens.int64(index)), into: out)
-        case JSONKind.uint64: appendDecimal(String(tokens.uint64(index)), into: out)
+        case JSONKind.string:
+            if let field { builder.appendString(tokens.string(index), field: field) } else { builder.appendInlineString(tokens.string(index)) }
+        case JSONKind.int64:
+            if field != nil { builder.appendString(String(tokens.int64(index))) } else { builder.appendInlineString(String(tokens.int64(index))) }
+        case JSONKind.uint64:
+            if field != nil { builder.appendString(String(tokens.uint64(index))) } else { builder.appendInlineString(String(tokens.uint64(index))) }
         default: break
         }
-    }
-
-    private func appendDecimal(_ s: String, into out: OutputBuffer) {
-        var s = s
-        s.withUTF8 { out.append(lengthPrefixed: UnsafeRawBufferPointer($0)) }
     }
 
     private func time(_ tokens: JSONTokens, _ index: Int, _ field: String) -> Result<Int64?, IngestError> {
@@ -254,7 +257,12 @@ public final class EventEncoder {
         return count
     }
 
-    private func writeProperties(_ tokens: JSONTokens, object: Int, prefixLength: Int, into out: OutputBuffer) -> IngestError? {
+    /// Writes the leaves of `object`; `position` counts them across nested objects, for the
+    /// builder's memory of each position's last key and value.
+    private func writeProperties(
+        _ tokens: JSONTokens, object: Int, prefixLength: Int, position: inout Int, into builder: BatchBuilder
+    ) -> IngestError? {
+        let out = builder.records
         var i = object + 1
         let end = tokens.end(object)
         while i < end {
@@ -278,14 +286,14 @@ public final class EventEncoder {
             length += key.count
             let kind = tokens.kind(value)
             if kind == JSONKind.object {
-                if let error = writeProperties(tokens, object: value, prefixLength: length, into: out) { return error }
+                if let error = writeProperties(tokens, object: value, prefixLength: length, position: &position, into: builder) { return error }
                 continue
             }
-            out.append(lengthPrefixed: UnsafeRawBufferPointer(start: keyPath.baseAddress, count: length))
+            builder.appendString(UnsafeRawBufferPointer(start: keyPath.baseAddress, count: length), field: BatchBuilder.Field.key(position))
             switch kind {
             case JSONKind.string:
                 out.append(byte: EventRecord.Tag.string.rawValue)
-                out.append(lengthPrefixed: tokens.string(value))
+                builder.appendString(tokens.string(value), field: BatchBuilder.Field.value(position))
             case JSONKind.int64:
                 out.append(byte: EventRecord.Tag.int.rawValue)
                 out.append(varint: zigzag(tokens.int64(value)))
@@ -301,9 +309,10 @@ public final class EventEncoder {
                 scratch.removeAll()
                 JSONWriter(scratch).tokens(tokens, at: value)
                 out.append(byte: EventRecord.Tag.json.rawValue)
-                out.append(lengthPrefixed: scratch.bytes)
+                builder.appendString(scratch.bytes)
             default: out.append(byte: EventRecord.Tag.null.rawValue)
             }
+            position += 1
         }
         return nil
     }

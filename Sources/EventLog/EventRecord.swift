@@ -8,8 +8,11 @@
 /// str  event_name          str × popcount(flags & 0x1F), in flag order
 /// var  property count      then per property: str key, u8 tag, value
 /// ```
-/// `str` is a varint length and UTF-8 bytes; `var` is an unsigned LEB128 varint. Value tags:
-/// 0 null, 1 false, 2 true, 3 int (zigzag varint), 4 double (8 bytes), 5 string, 6 JSON text.
+/// `var` is an unsigned LEB128 varint. `str` is, in a version-2 payload, a `var` v: for even v
+/// string v / 2 of the batch's string table (``BatchStringTable``), for odd v the string
+/// inline, v / 2 bytes of UTF-8 following (writers inline user, anonymous, session and
+/// client event ids, and put the other strings in the table). In version 1 it is a `var` length and the UTF-8 bytes. Value tags: 0 null, 1 false, 2 true, 3 int (zigzag varint), 4 double (8
+/// bytes), 5 string (`str`), 6 JSON text (`str`).
 public enum EventRecord {
     public static let hasUserId: UInt8 = 1 << 0
     public static let hasAnonymousId: UInt8 = 1 << 1
@@ -23,9 +26,20 @@ public enum EventRecord {
         case null = 0, falseValue = 1, trueValue = 2, int = 3, double = 4, string = 5, json = 6
     }
 
-    /// Appends `event` to `out`. The ingest parser writes the same layout straight from JSON
-    /// tokens; this path serves tests, tools and re-encoding.
+    /// Appends `event` to the batch `builder` builds, in its payload format. The ingest
+    /// parser writes the same layout straight from JSON tokens; this path serves tests,
+    /// tools and re-encoding.
+    public static func encode(_ event: Event, into builder: BatchBuilder) {
+        encode(event, into: builder.records, string: { builder.appendString($0) }, id: { builder.appendInlineString($0) })
+    }
+
+    /// Appends `event` to `out` as a version-1 record, strings inline.
     public static func encode(_ event: Event, into out: OutputBuffer) {
+        encode(event, into: out, string: { appendString($0, into: out) }, id: { appendString($0, into: out) })
+    }
+
+    /// `id` writes user, anonymous, session and client event ids, `string` the other strings.
+    private static func encode(_ event: Event, into out: OutputBuffer, string: (String) -> Void, id: (String) -> Void) {
         let start = beginRecord(into: out, timestamp: event.timestamp, receivedAt: event.receivedAt)
         var flags: UInt8 = 0
         if event.userId != nil { flags |= hasUserId }
@@ -35,13 +49,13 @@ public enum EventRecord {
         if event.clientEventId != nil { flags |= hasClientEventId }
         if event.timestampClamped { flags |= timestampClamped }
         out.append(byte: flags)
-        appendString(event.name, into: out)
-        for s in [event.userId, event.anonymousId, event.sessionId, event.botId, event.clientEventId] {
-            if let s { appendString(s, into: out) }
-        }
+        string(event.name)
+        for s in [event.userId, event.anonymousId, event.sessionId] { if let s { id(s) } }
+        if let s = event.botId { string(s) }
+        if let s = event.clientEventId { id(s) }
         out.append(varint: UInt64(event.properties.count))
         for p in event.properties {
-            appendString(p.key, into: out)
+            string(p.key)
             switch p.value {
             case .null: out.append(byte: Tag.null.rawValue)
             case .bool(let b): out.append(byte: b ? Tag.trueValue.rawValue : Tag.falseValue.rawValue)
@@ -53,10 +67,10 @@ public enum EventRecord {
                 out.append(double: d)
             case .string(let s):
                 out.append(byte: Tag.string.rawValue)
-                appendString(s, into: out)
+                string(s)
             case .json(let s):
                 out.append(byte: Tag.json.rawValue)
-                appendString(s, into: out)
+                string(s)
             }
         }
         endRecord(into: out, start: start)
@@ -103,9 +117,26 @@ public struct EventRecordDecoder {
     public let firstSequence: UInt64
     public private(set) var index: UInt64 = 0
 
+    /// The payload's string table, for version 2.
+    var strings: BatchStringTable?
+    let payload: UnsafeRawBufferPointer
+
+    /// A decoder of version-1 records (strings inline).
     public init(payload: UnsafeRawBufferPointer, firstSequence: UInt64) {
         self.reader = ByteReader(payload)
+        self.payload = payload
         self.firstSequence = firstSequence
+    }
+
+    /// A decoder of the payload of the batch `header` describes, in its format.
+    public init(header: BatchHeader, payload: UnsafeRawBufferPointer) throws(RecordDecodingError) {
+        self.init(payload: payload, firstSequence: header.firstSequence)
+        if header.hasStringTable {
+            var table = BatchStringTable()
+            try table.load(payload)
+            strings = table
+            reader = ByteReader(UnsafeRawBufferPointer(rebasing: payload[table.recordsOffset...]))
+        }
     }
 
     public var isAtEnd: Bool { reader.isAtEnd }
@@ -133,6 +164,17 @@ public struct EventRecordDecoder {
         else { throw fail("truncated record header") }
         guard flags & ~EventRecord.knownFlags == 0 else { throw fail("unknown flag bits \(flags)") }
         func string(_ what: String) throws -> String {
+            if let strings {
+                guard let v = r.readVarint() else { throw fail("truncated \(what)") }
+                if v & 1 == 1 {
+                    guard let raw = r.readBytes(Int(clamping: v >> 1)) else { throw fail("truncated \(what)") }
+                    return String(decoding: raw, as: UTF8.self)
+                }
+                guard let raw = strings.string(v >> 1, in: payload.baseAddress!) else {
+                    throw fail("\(what) refers to string \(v >> 1) of a table of \(strings.count)")
+                }
+                return String(decoding: raw, as: UTF8.self)
+            }
             guard let raw = r.readLengthPrefixed() else { throw fail("truncated \(what)") }
             return String(decoding: raw, as: UTF8.self)
         }

@@ -191,7 +191,7 @@ extension EventLog {
                 continue
             }
             try payload.withUnsafeBytes { bytes in
-                var decoder = EventRecordDecoder(payload: bytes, firstSequence: header.firstSequence)
+                var decoder = try EventRecordDecoder(header: header, payload: bytes)
                 while let event = try decoder.next() {
                     guard event.sequence >= replayFrom, event.sequence < through, let id = event.clientEventId else { continue }
                     let second = UInt32(clamping: event.receivedAt / 1_000_000)

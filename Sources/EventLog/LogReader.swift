@@ -109,7 +109,7 @@ public struct LogReader {
             pending.removeAll(keepingCapacity: true)
             pendingIndex = 0
             try payload.withUnsafeBytes { bytes in
-                var decoder = EventRecordDecoder(payload: bytes, firstSequence: header.firstSequence)
+                var decoder = try EventRecordDecoder(header: header, payload: bytes)
                 while let event = try decoder.next() {
                     if event.sequence >= startSequence { pending.append(event) }
                 }
@@ -168,7 +168,7 @@ public enum LogVerifier {
                     do {
                         let plain = try batch.decompress(payload)
                         try plain.withUnsafeBytes { p in
-                            var decoder = EventRecordDecoder(payload: p, firstSequence: batch.firstSequence)
+                            var decoder = try EventRecordDecoder(header: batch, payload: p)
                             while try decoder.next() != nil {}
                             if decoder.index != UInt64(batch.eventCount) {
                                 throw RecordDecodingError(offset: 0, reason: "\(decoder.index) records, header says \(batch.eventCount)")

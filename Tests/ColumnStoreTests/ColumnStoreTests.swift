@@ -81,12 +81,15 @@ func expectSameEvents(_ expected: [Event], _ actual: [Event], sourceLocation: So
 }
 
 /// Appends `events` in batches of `batchSize` and returns them with their sequence numbers.
-func append(_ events: [Event], to log: EventLog, batchSize: Int = 100) async throws -> [Event] {
+/// `versions` are the payload formats of the batches in turn.
+func append(
+    _ events: [Event], to log: EventLog, batchSize: Int = 100, versions: [UInt8] = [BatchHeader.currentVersion]
+) async throws -> [Event] {
     var stored: [Event] = []
     var start = 0
     while start < events.count {
         let slice = Array(events[start..<min(start + batchSize, events.count)])
-        let first = try await log.append(try makeBatch(slice))
+        let first = try await log.append(try makeBatch(slice, version: versions[start / batchSize % versions.count]))
         for (i, var e) in slice.enumerated() {
             e.sequence = first + UInt64(i)
             stored.append(e)
@@ -270,10 +273,13 @@ extension SequencePredictionTests {
 }
 
 @Suite struct CompactionTests {
-    @Test func eventsRoundTripThroughLogCompactorAndBlocks() async throws {
+    /// Batches of both payload formats, alternating: logs written before the string table
+    /// compact alongside new ones.
+    @Test(arguments: [[BatchHeader.currentVersion], [1, 2]])
+    func eventsRoundTripThroughLogCompactorAndBlocks(versions: [UInt8]) async throws {
         let dir = TemporaryDirectory()
         let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
-        let stored = try await append(storeTestEvents(count: 3000, days: 4, seed: 11), to: log)
+        let stored = try await append(storeTestEvents(count: 3000, days: 4, seed: 11), to: log, versions: versions)
         let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
         let round = try #require(try store.compact(log: log))
         #expect(round.events == 3000)
@@ -293,8 +299,10 @@ extension SequencePredictionTests {
     /// The builder remembers the key and slot seen at each property position per event name;
     /// these events make that memory wrong in every way it can be: one key with values of
     /// different types at one position, keys that differ only in the middle or only in
-    /// length, keys too long to remember, an empty key, and more names than it has rows.
-    @Test func propertyKeysAreReadRightWhateverTheKeyCacheHolds() async throws {
+    /// length, keys too long to remember, an empty key, and more names than it has rows. In
+    /// format-2 batches the keys come as string indexes, cached per batch instead.
+    @Test(arguments: [UInt8(1), 2])
+    func propertyKeysAreReadRightWhateverTheKeyCacheHolds(version: UInt8) async throws {
         let dir = TemporaryDirectory()
         let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
         let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
@@ -316,9 +324,39 @@ extension SequencePredictionTests {
                 userId: "user_\(i % 13)", anonymousId: nil, sessionId: nil, botId: nil, clientEventId: nil,
                 timestampClamped: false, properties: properties))
         }
-        let stored = try await append(events, to: log)
+        let stored = try await append(events, to: log, versions: [version])
         let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
         _ = try #require(try store.compact(log: log))
+        expectSameEvents(stored, try store.allEvents())
+        log.close()
+    }
+
+    /// The compactor caches the code each string of a format-2 batch got, per day builder and
+    /// field. Here one batch uses the same few strings as names, user, anonymous, session and
+    /// bot ids, event ids, keys and values of every type, on three days in turn: a code cached
+    /// for one field or day must never be taken for another.
+    @Test func stringsSharedByFieldsAndDaysOfABatchKeepTheirMeaning() async throws {
+        let dir = TemporaryDirectory()
+        let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
+        let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
+        let words = ["a", "b", "", "ü", "a.b"]
+        func word(_ i: Int) -> String { words[i % words.count] }
+        var events: [Event] = []
+        for i in 0..<1_500 {
+            let properties = [
+                Property(word(i + 1), .string(word(i + 2))), Property(word(i + 2), .json(word(i))),
+                Property(word(i + 3), .string(word(i))), Property("k" + word(i), .int(Int64(i))),
+            ]
+            events.append(Event(
+                name: word(i) + "e", timestamp: dayZero + Int64(i % 3) * 86_400_000_000 + Int64(i), receivedAt: dayZero,
+                userId: i % 4 == 0 ? nil : "u" + word(i / 2), anonymousId: i % 3 == 0 ? "u" + word(i / 3) : nil,
+                sessionId: "u" + word(i + 4), botId: i % 5 == 0 ? nil : "u" + word(i), clientEventId: "u" + word(i) + String(i),
+                timestampClamped: false, properties: properties))
+        }
+        let stored = try await append(events, to: log, batchSize: 1_500)
+        let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
+        _ = try #require(try store.compact(log: log))
+        #expect(store.manifest.blocks.count == 3)
         expectSameEvents(stored, try store.allEvents())
         log.close()
     }
@@ -424,8 +462,10 @@ extension SequencePredictionTests {
     /// The builder compares each row's user, anonymous, session and bot ids with the
     /// previous row's before hashing them. These rows repeat, swap and nearly repeat them:
     /// ids equal but for the last byte or the length, an anonymous id equal to the row's
-    /// user id, empty ids, absent ones between equal ones, and runs of one person.
-    @Test func idsRepeatedFromThePreviousRowAreReadRight() async throws {
+    /// user id, empty ids, absent ones between equal ones, and runs of one person. Format-2
+    /// batches take that path only for strings not yet cached from their string table.
+    @Test(arguments: [UInt8(1), 2])
+    func idsRepeatedFromThePreviousRowAreReadRight(version: UInt8) async throws {
         let dir = TemporaryDirectory()
         let log = try EventLog.open(directory: dir.path + "/log", logger: quietLogger())
         let dayZero: Int64 = 1_750_000_000_000_000 / 86_400_000_000 * 86_400_000_000
@@ -441,7 +481,7 @@ extension SequencePredictionTests {
                 userId: user, anonymousId: i % 4 == 0 ? user : pick(1), sessionId: pick(2), botId: pick(Int.random(in: 0..<3, using: &rng)),
                 clientEventId: nil, timestampClamped: false, properties: []))
         }
-        let stored = try await append(events, to: log)
+        let stored = try await append(events, to: log, versions: [version])
         let store = try ColumnStore.open(directory: dir.path + "/blocks", logger: quietLogger())
         _ = try #require(try store.compact(log: log))
         expectSameEvents(stored, try store.allEvents())

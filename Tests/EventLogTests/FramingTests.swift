@@ -102,6 +102,84 @@ import Testing
         }
     }
 
+    /// Both payload formats decode to the events given, and format 2 stores each distinct
+    /// string once.
+    @Test(arguments: [UInt8(1), 2])
+    func batchPayloadsRoundTrip(version: UInt8) throws {
+        var rng = SeededRandom(seed: 12)
+        var events = (0..<400).map { _ in randomEvent(&rng) }
+        events[7].properties = [Property("", .string("")), Property("", .json("[]"))]
+        for i in stride(from: 0, to: events.count, by: 3) { events[i].clientEventId = "evt-\(i)" }
+        for i in events.indices { events[i].sequence = UInt64(i) }
+        let batch = try makeBatch(events, codec: .none, version: version)
+        #expect(batch.header.version == version)
+        try batch.frame.withUnsafeBytes { frame in
+            let payload = UnsafeRawBufferPointer(rebasing: frame[BatchHeader.size...])
+            var decoder = try EventRecordDecoder(header: batch.header, payload: payload)
+            var decoded: [Event] = []
+            while let e = try decoder.next() { decoded.append(e) }
+            #expect(decoded == events)
+            guard version == 2 else { return }
+            var table = BatchStringTable()
+            try table.load(payload)
+            var distinct = Set<String>()
+            for e in events {
+                // User, anonymous, session and client event ids are inline.
+                distinct.formUnion([e.name, e.botId].compactMap { $0 })
+                for p in e.properties {
+                    distinct.insert(p.key)
+                    if case .string(let v) = p.value { distinct.insert(v) }
+                    if case .json(let v) = p.value { distinct.insert(v) }
+                }
+            }
+            #expect(table.count == distinct.count)
+        }
+    }
+
+    /// A format-2 payload cut anywhere, or with any byte of its string table or first record
+    /// changed, decodes to an error or to some events, and never traps.
+    @Test func damagedStringTablesAreErrorsNotCrashes() throws {
+        var rng = SeededRandom(seed: 13)
+        let batch = try makeBatch((0..<3).map { _ in randomEvent(&rng) }, codec: .none)
+        let payload = Array(batch.frame[BatchHeader.size...])
+        for cut in 0..<payload.count {
+            let cutPayload = Array(payload[0..<cut])
+            #expect(throws: RecordDecodingError.self) {
+                try cutPayload.withUnsafeBytes { p in
+                    var decoder = try EventRecordDecoder(header: batch.header, payload: p)
+                    var n = 0
+                    while try decoder.next() != nil { n += 1 }
+                    if n < 3 { throw RecordDecodingError(offset: 0, reason: "short") }
+                }
+            }
+        }
+        for at in 0..<min(payload.count, 400) {
+            for value: UInt8 in [0, 1, 0x7F, 0x80, 0xFF] {
+                var damaged = payload
+                damaged[at] = value
+                _ = try? damaged.withUnsafeBytes { p in
+                    var decoder = try EventRecordDecoder(header: batch.header, payload: p)
+                    while try decoder.next() != nil {}
+                }
+            }
+        }
+        // An index past the table is named.
+        var header = batch.header
+        header.eventCount = 1
+        let builder = BatchBuilder()
+        _ = Array("only".utf8).withUnsafeBytes { builder.strings.reference($0) }
+        let table = try builder.seal(codec: .none)
+        var bad = Array(table.frame[BatchHeader.size...])
+        // Body: two times, no flags, event_name string 5 (varint 10), no properties.
+        bad += [19, 0, 0, 0] + [UInt8](repeating: 0, count: 16) + [0, 10, 0]
+        #expect(throws: RecordDecodingError(offset: 0, reason: "event_name refers to string 5 of a table of 1")) {
+            try bad.withUnsafeBytes { p in
+                var decoder = try EventRecordDecoder(header: header, payload: p)
+                _ = try decoder.next()
+            }
+        }
+    }
+
     @Test func batchHeaderRoundTripsAndDetectsDamage() throws {
         var rng = SeededRandom(seed: 2)
         var batch = try makeBatch((0..<20).map { _ in randomEvent(&rng) }, codec: .zstd)

@@ -57,8 +57,11 @@ func encodeOne(_ json: String, receivedAt: Int64 = 1_705_312_800_000_000, sentAt
         #expect(builder.records.count == 0, "a rejected event left bytes behind")
         return .failure(e)
     case .success:
-        var decoder = EventRecordDecoder(payload: builder.records.bytes, firstSequence: 0)
-        return .success(try decoder.next()!)
+        let batch = try builder.seal(codec: .none)
+        return .success(try batch.frame.withUnsafeBytes { frame in
+            var decoder = try EventRecordDecoder(header: batch.header, payload: UnsafeRawBufferPointer(rebasing: frame[BatchHeader.size...]))
+            return try decoder.next()!
+        })
     }
 }
 

@@ -59,8 +59,10 @@ public func randomEvent(_ rng: inout SeededRandom) -> Event {
         properties: properties)
 }
 
-public func makeBatch(_ events: [Event], codec: Codec = .lz4) throws -> PreparedBatch {
-    let builder = BatchBuilder()
+/// A batch of `events` in payload format `version` (1: strings inline, as logs written
+/// before the string table hold them).
+public func makeBatch(_ events: [Event], codec: Codec = .lz4, version: UInt8 = BatchHeader.currentVersion) throws -> PreparedBatch {
+    let builder = BatchBuilder(version: version)
     for e in events { builder.append(e) }
     return try builder.seal(codec: codec)
 }
