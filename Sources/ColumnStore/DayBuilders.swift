@@ -101,9 +101,8 @@ public struct DayBuilders {
 
 /// A version-2 batch's string table as the builders fed from it see it: each string's bytes
 /// and, per string, the code it got last and in which builder and field (`Cell`). In a
-/// batch of 4,000 imported events a few hundred strings recur about 100 times each; after
-/// the first, each costs one load and a compare instead of a hash, a probe and a compare of
-/// the bytes.
+/// batch of 17,000 imported events about 770 strings recur 200 times each; after the first,
+/// each costs one load and a compare instead of a hash, a probe and a compare of the bytes.
 public struct BatchStringCodes {
     let payload: UnsafeRawPointer
     let spans: UnsafeBufferPointer<UInt64>

@@ -1,9 +1,9 @@
 /// The distinct strings of one batch being built, in first-use order: the string table of a
 /// format-2 payload (see ``BatchHeader``).
 ///
-/// A batch of the import (1 MiB of NDJSON, about 4,000 generated events) refers to its table
-/// about 39,000 times, with event names, bot ids, property keys and values, but holds only
-/// 300–500 distinct strings. Written once each and referenced by index, they leave the
+/// A batch of the import (4 MiB of NDJSON, about 17,000 generated events) refers to its table
+/// about 156,000 times, with event names, bot ids, property keys and values, but holds only
+/// about 770 distinct strings. Written once each and referenced by index, they leave the
 /// compactor an array lookup per string where it hashed and probed its per-block tables, and
 /// the payload shrinks by a third before compression. The cost is a lookup here per string,
 /// in a table small enough to stay in the core's cache. Ids are written inline

@@ -48,7 +48,7 @@ public final class NDJSONImporter: Sendable {
 
     public init(
         limits: IngestLimits = .init(), codec: Codec = .lz4, codecLevel: Int32? = nil,
-        workers: Int? = nil, chunkBytes: Int = 1 << 20
+        workers: Int? = nil, chunkBytes: Int = 4 << 20
     ) {
         self.limits = limits
         self.codec = codec
