@@ -137,8 +137,9 @@ public struct BlockBuilder {
         return Int64(littleEndian: body.loadUnaligned(as: Int64.self))
     }
 
-    /// Adds one event given as a log record body (the bytes after its length field), whose
-    /// strings are indexes into `strings` when its batch has a string table, else inline.
+    /// Adds one event given as a log record body (the bytes after its length field). When its
+    /// batch has a string table (`strings`), its strings are references into it or inline;
+    /// else all are inline.
     public mutating func append(
         recordBody body: UnsafeRawBufferPointer, sequence: UInt64, strings: BatchStringCodes? = nil
     ) throws(RecordDecodingError) {
@@ -823,7 +824,7 @@ struct RecordCursor {
                 position += 1
                 return UInt64(b)
             }
-            // Two bytes: string indexes of a batch's table from 128 to 16k.
+            // Two bytes: references to strings 64 to 8k of a batch's table.
             if end - position >= 2 {
                 let c = position.load(fromByteOffset: 1, as: UInt8.self)
                 if c < 0x80 {

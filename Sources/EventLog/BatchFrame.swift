@@ -25,8 +25,9 @@
 /// | var | string count N |
 /// | N × (var + bytes) | the distinct strings of the batch, each a varint length and UTF-8 bytes |
 ///
-/// and the records follow, each string in them a varint index below N. Writers write
-/// version 2; readers read both, so logs written before it stay readable.
+/// and the records follow, each string in them either an index into the table or inline
+/// (``EventRecord``). Writers write version 2; readers read both, so logs written before it
+/// stay readable.
 public struct BatchHeader: Equatable, Sendable {
     public static let size = 56
     public static let magic: UInt32 = 0x5441_4254  // "TBAT" read little-endian
@@ -220,6 +221,8 @@ public final class BatchBuilder {
     /// taken back (`removeLast`) leaves its strings here, unreferenced and harmless.
     public let strings = BatchStringWriter()
     public let version: UInt8
+    /// Per field, the string index it had in the previous event (`Field`).
+    let recentIndexes = UnsafeMutablePointer<UInt32>.allocate(capacity: Field.count)
     @exclusivity(unchecked) public private(set) var eventCount = 0
     @exclusivity(unchecked) public private(set) var minTimestamp = Int64.max
     @exclusivity(unchecked) public private(set) var maxTimestamp = Int64.min
@@ -232,6 +235,8 @@ public final class BatchBuilder {
         self.version = version
         recentIndexes.initialize(repeating: .max, count: Field.count)
     }
+
+    deinit { recentIndexes.deallocate() }
 
     public var isEmpty: Bool { eventCount == 0 }
     public var uncompressedBytes: Int { records.count + strings.table.count }
@@ -273,14 +278,10 @@ public final class BatchBuilder {
         public static let name = 0, botId = 1
         /// Property keys and values by position in the event, the first `positions` of them.
         public static let positions = 16
-        public static func key(_ position: Int) -> Int { position < positions ? 8 + position : Int.max }
-        public static func value(_ position: Int) -> Int { position < positions ? 8 + positions + position : Int.max }
-        static let count = 8 + 2 * positions
+        public static func key(_ position: Int) -> Int { position < positions ? 2 + position : Int.max }
+        public static func value(_ position: Int) -> Int { position < positions ? 2 + positions + position : Int.max }
+        static let count = 2 + 2 * positions
     }
-    /// Per field, the string index it had in the previous event (`Field`).
-    let recentIndexes = UnsafeMutablePointer<UInt32>.allocate(capacity: Field.count)
-
-    deinit { recentIndexes.deallocate() }
 
     /// `appendString` for a field that tends to repeat from one event to the next, `field`
     /// one of `Field`'s (a property past the remembered positions takes the plain path).

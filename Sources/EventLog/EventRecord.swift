@@ -11,8 +11,9 @@
 /// `var` is an unsigned LEB128 varint. `str` is, in a version-2 payload, a `var` v: for even v
 /// string v / 2 of the batch's string table (``BatchStringTable``), for odd v the string
 /// inline, v / 2 bytes of UTF-8 following (writers inline user, anonymous, session and
-/// client event ids, and put the other strings in the table). In version 1 it is a `var` length and the UTF-8 bytes. Value tags: 0 null, 1 false, 2 true, 3 int (zigzag varint), 4 double (8
-/// bytes), 5 string (`str`), 6 JSON text (`str`).
+/// client event ids, and put the other strings in the table). In version 1 it is a `var`
+/// length and the UTF-8 bytes. Value tags: 0 null, 1 false, 2 true, 3 int (zigzag varint),
+/// 4 double (8 bytes), 5 string (`str`), 6 JSON text (`str`).
 public enum EventRecord {
     public static let hasUserId: UInt8 = 1 << 0
     public static let hasAnonymousId: UInt8 = 1 << 1
